@@ -1,0 +1,206 @@
+// Package container runs a process isolated as an OCI runtime spec
+// describes: namespaces, a pivoted root with Docker's mounts, masked
+// paths, capabilities. It knows nothing of images or the store; callers
+// hand it a spec, a root mount and the cgroups to join.
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Cgroup is where a container's processes are placed.
+type Cgroup interface {
+	Add(pid int) error
+}
+
+// Config describes one container to start.
+type Config struct {
+	Spec         *specs.Spec
+	RootMount    *specs.Mount
+	MountDir     string
+	FallbackArgs []string
+
+	// CgroupNSRoot is joined before the cgroup namespace is made, so the
+	// container sees its cgroup path relative to it; Cgroup is joined
+	// after, before the user's command runs.
+	CgroupNSRoot Cgroup
+	Cgroup       Cgroup
+	// Prestart runs with the init's pid once its namespaces exist and
+	// before the user's command starts (network setup plugs in here).
+	Prestart func(pid int) error
+
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// DieWithParent kills the container when the starting process dies,
+	// so a kill -9 of bocker leaves no orphan running.
+	DieWithParent bool
+}
+
+// Process is a started container or exec'd process.
+type Process struct {
+	Pid int
+	cmd *exec.Cmd
+}
+
+var nsFlags = map[specs.LinuxNamespaceType]uintptr{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+}
+
+// Start launches the container's init and returns once the user's
+// command has been exec'd (or failed to be).
+func Start(cfg *Config) (*Process, error) {
+	s := cfg.Spec
+	if s == nil || s.Process == nil || len(s.Process.Args) == 0 || s.Root == nil || s.Root.Path == "" {
+		return nil, errors.New("start container: spec needs a root path and process args")
+	}
+	var clone uintptr
+	cgroupNS := false
+	if s.Linux != nil {
+		for _, n := range s.Linux.Namespaces {
+			if n.Path != "" {
+				return nil, fmt.Errorf("start container: joining %s namespace by path is not supported", n.Type)
+			}
+			if n.Type == specs.CgroupNamespace {
+				cgroupNS = true
+				continue
+			}
+			f, ok := nsFlags[n.Type]
+			if !ok {
+				return nil, fmt.Errorf("start container: unsupported namespace %q", n.Type)
+			}
+			clone |= f
+		}
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{InitApplet}
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: clone}
+	if cfg.DieWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	return launch(cmd, cfg.Stdin, cfg.Stdout, cfg.Stderr, func(pid int) error {
+		if cgroupNS && cfg.CgroupNSRoot != nil {
+			if err := cfg.CgroupNSRoot.Add(pid); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, &initConfig{Spec: s, RootMount: cfg.RootMount, MountDir: cfg.MountDir, FallbackArgs: cfg.FallbackArgs, CgroupNS: cgroupNS},
+		func(pid int) error {
+			if cfg.Cgroup != nil {
+				if err := cfg.Cgroup.Add(pid); err != nil {
+					return err
+				}
+			}
+			if cfg.Prestart != nil {
+				return cfg.Prestart(pid)
+			}
+			return nil
+		}, true)
+}
+
+// launch runs the parent's half of the handshake described in init.go.
+func launch(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer, before func(int) error, msg any, after func(int) error, handshake bool) (*Process, error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create config pipe: %w", err)
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create status pipe: %w", err)
+	}
+	defer stR.Close()
+	defer stW.Close()
+	cmd.ExtraFiles = []*os.File{cfgR, stW}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.WaitDelay = time.Second
+	// Pdeathsig fires when the forking thread exits; Go only ends threads
+	// that a goroutine locked, and this one is not locked.
+	err = cmd.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start container init: %w", err)
+	}
+	p := &Process{Pid: cmd.Process.Pid, cmd: cmd}
+	cfgR.Close()
+	stW.Close()
+	abort := func(err error) (*Process, error) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, err
+	}
+	if err := before(p.Pid); err != nil {
+		return abort(err)
+	}
+	if err := writeMsg(cfgW, msg); err != nil {
+		return abort(fmt.Errorf("send container config: %w", err))
+	}
+	if handshake {
+		var b [1]byte
+		if _, err := io.ReadFull(stR, b[:]); err != nil || b[0] != msgReady {
+			rest, _ := io.ReadAll(stR)
+			return abort(initError(append(b[:], rest...), err))
+		}
+	}
+	if err := after(p.Pid); err != nil {
+		return abort(err)
+	}
+	if handshake {
+		if _, err := cfgW.Write([]byte{msgGo}); err != nil {
+			return abort(fmt.Errorf("release container init: %w", err))
+		}
+	}
+	cfgW.Close()
+	rest, _ := io.ReadAll(stR)
+	if len(rest) > 0 {
+		return abort(initError(rest, nil))
+	}
+	return p, nil
+}
+
+func initError(b []byte, err error) error {
+	if len(b) > 1 && b[0] == msgError {
+		return errors.New(string(b[1:]))
+	}
+	if err != nil {
+		return fmt.Errorf("container init: %w", err)
+	}
+	return errors.New("container init exited during setup")
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error {
+	return p.cmd.Process.Signal(sig)
+}
+
+// Wait waits for the process and its output and returns its status as a
+// shell reports it: the exit code, or 128+N when killed by signal N.
+func (p *Process) Wait() (int, error) {
+	err := p.cmd.Wait()
+	st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return -1, fmt.Errorf("wait for container: %w", err)
+	}
+	if st.Signaled() {
+		return 128 + int(st.Signal()), nil
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) && !errors.Is(err, exec.ErrWaitDelay) {
+		return st.ExitStatus(), fmt.Errorf("wait for container: %w", err)
+	}
+	return st.ExitStatus(), nil
+}

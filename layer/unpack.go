@@ -1,0 +1,274 @@
+package layer
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Unpack extracts the layer archive r into dir and returns its diff ID,
+// the sha256 of every byte read, padding included. Every path is resolved
+// inside dir through os.Root, so no entry, symlink or hard link in a
+// hostile archive can touch a file outside it.
+func Unpack(r io.Reader, dir string) (string, error) {
+	h := sha256.New()
+	tee := io.TeeReader(r, h)
+	if err := unpack(tee, dir); err != nil {
+		return "", fmt.Errorf("unpack layer: %w", err)
+	}
+	// The tar reader stops at the end marker; the digest covers the rest.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return "", fmt.Errorf("unpack layer: %w", err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type dirTime struct {
+	name  string
+	mtime time.Time
+}
+
+func unpack(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	var dirs []dirTime
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name, err := cleanName(hdr.Name)
+		if err != nil {
+			return err
+		}
+		if name == "" {
+			continue
+		}
+		if err := entry(root, tr, hdr, name); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+		if hdr.Typeflag == tar.TypeDir {
+			dirs = append(dirs, dirTime{name, hdr.ModTime})
+		}
+	}
+	// Later entries change a directory's mtime, so set those last.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		if err := at(root, d.name, func(fd int, base string) error {
+			return setTime(fd, base, d.mtime)
+		}); err != nil {
+			return fmt.Errorf("%s: %w", d.name, err)
+		}
+	}
+	return nil
+}
+
+// cleanName turns an archive path into a clean relative path, "" for the
+// layer root. A ".." that climbs out is an error, not something to fix up.
+func cleanName(name string) (string, error) {
+	if strings.ContainsRune(name, 0) {
+		return "", fmt.Errorf("bad path %q in layer", name)
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("path %q in layer leaves the layer", name)
+		}
+	}
+	clean := strings.TrimPrefix(path.Clean("/"+name), "/")
+	return clean, nil
+}
+
+func entry(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error {
+	parent, base := path.Split(name)
+	parent = strings.TrimSuffix(parent, "/")
+	if parent == "" {
+		parent = "."
+	}
+	if parent != "." {
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			return err
+		}
+	}
+	if base == whOpaque {
+		d, err := root.Open(parent)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if err := unix.Fsetxattr(int(d.Fd()), opaqueKey, []byte("y"), 0); err != nil {
+			return fmt.Errorf("set xattr %s: %w", opaqueKey, err)
+		}
+		return nil
+	}
+	if strings.HasPrefix(base, whPrefix) {
+		gone := strings.TrimPrefix(base, whPrefix)
+		if gone == "" || gone == "." || gone == ".." {
+			return fmt.Errorf("bad whiteout")
+		}
+		target := path.Join(parent, gone)
+		if err := root.RemoveAll(target); err != nil {
+			return err
+		}
+		return at(root, target, func(fd int, b string) error {
+			return unix.Mknodat(fd, b, unix.S_IFCHR, 0)
+		})
+	}
+
+	// A new entry replaces what an earlier one left, except that two
+	// directories merge.
+	if fi, err := root.Lstat(name); err == nil {
+		if !(fi.IsDir() && hdr.Typeflag == tar.TypeDir) {
+			if err := root.RemoveAll(name); err != nil {
+				return err
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+
+	mode := uint32(hdr.Mode & 0o7777)
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	case tar.TypeReg, tar.TypeRegA:
+		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, tr)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		if err := root.Symlink(hdr.Linkname, name); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		target, err := cleanName(hdr.Linkname)
+		if err != nil {
+			return err
+		}
+		if target == "" {
+			return fmt.Errorf("hard link to the layer root")
+		}
+		if err := root.Link(target, name); err != nil {
+			return err
+		}
+		// A hard link shares its target's inode: owner and mode are set.
+		return nil
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
+		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		if err := at(root, name, func(fd int, b string) error {
+			return unix.Mknodat(fd, b, kind|0o600, dev)
+		}); err != nil {
+			return err
+		}
+	case tar.TypeXGlobalHeader:
+		return nil
+	default:
+		return fmt.Errorf("unsupported entry type %q", strconv.QuoteRune(rune(hdr.Typeflag)))
+	}
+
+	return at(root, name, func(fd int, b string) error {
+		if err := unix.Fchownat(fd, b, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+		for k, v := range hdr.PAXRecords {
+			key, ok := strings.CutPrefix(k, paxXattr)
+			if !ok || !allowedXattr(key) {
+				continue
+			}
+			if err := setXattrAt(fd, b, key, v); err != nil {
+				return err
+			}
+		}
+		if hdr.Typeflag != tar.TypeSymlink {
+			// chown clears setuid bits, so the mode goes on after it.
+			if err := unix.Fchmodat(fd, b, mode, 0); err != nil {
+				return fmt.Errorf("chmod: %w", err)
+			}
+		}
+		if hdr.Typeflag != tar.TypeDir {
+			return setTime(fd, b, hdr.ModTime)
+		}
+		return nil
+	})
+}
+
+// allowedXattr keeps attributes a layer may carry. trusted.overlay.* would
+// let an archive forge redirects and whiteouts in the host's overlay.
+func allowedXattr(key string) bool {
+	return strings.HasPrefix(key, "user.") || key == "security.capability"
+}
+
+// at runs fn with an fd of name's parent directory, opened inside root,
+// and name's last element.
+func at(root *os.Root, name string, fn func(fd int, base string) error) error {
+	parent, base := path.Split(name)
+	if parent == "" {
+		parent = "."
+	}
+	if base == "" {
+		base = "."
+	}
+	if name == "." {
+		parent, base = ".", "."
+	}
+	d, err := root.Open(parent)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return fn(int(d.Fd()), base)
+}
+
+func setTime(fd int, base string, t time.Time) error {
+	ts := unix.NsecToTimespec(t.UnixNano())
+	if err := unix.UtimesNanoAt(fd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// setXattrAt sets an attribute on base in the directory fd without
+// following a final symlink; /proc/self/fd gives the *at form the kernel lacks.
+func setXattrAt(fd int, base, key, val string) error {
+	p := "/proc/self/fd/" + strconv.Itoa(fd) + "/" + base
+	if err := unix.Lsetxattr(p, key, []byte(val), 0); err != nil {
+		return fmt.Errorf("set xattr %s: %w", key, err)
+	}
+	return nil
+}
+
+// FromDir packs src into a new layer unpacked in dst and returns its diff ID.
+func FromDir(src, dst string) (string, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(Tar(src, pw)) }()
+	id, err := Unpack(pr, dst)
+	pr.CloseWithError(io.ErrClosedPipe)
+	return id, err
+}

@@ -1,0 +1,460 @@
+// Package store keeps bocker's on-disk state under one root directory:
+// image and container records, the content-addressed layers they share,
+// and the lock that serialises changes between concurrent bockers.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/google/uuid"
+)
+
+// DefaultRoot is used when BOCKER_ROOT is unset.
+const DefaultRoot = "/var/lib/bocker"
+
+// ErrNotFound is returned when no record matches an id or prefix.
+var ErrNotFound = errors.New("not found")
+
+// ErrAmbiguous is returned when a prefix matches more than one record.
+var ErrAmbiguous = errors.New("ambiguous prefix")
+
+// ImageConfig is the part of an OCI image config that a run honours.
+// Field names follow the OCI image spec so records read like image configs.
+type ImageConfig struct {
+	Env        []string `json:"Env,omitempty"`
+	Entrypoint []string `json:"Entrypoint,omitempty"`
+	Cmd        []string `json:"Cmd,omitempty"`
+	WorkingDir string   `json:"WorkingDir,omitempty"`
+	User       string   `json:"User,omitempty"`
+}
+
+// Image is an image record: an ordered list of layers, base first.
+type Image struct {
+	ID      string      `json:"id"`
+	Source  string      `json:"source"`
+	Layers  []string    `json:"layers"`
+	Config  ImageConfig `json:"config"`
+	Created time.Time   `json:"created"`
+}
+
+// Container states as kept in a record.
+const (
+	StateCreated = "created"
+	StateRunning = "running"
+	StateExited  = "exited"
+)
+
+// Container is a container record. Layers is copied from the image at
+// creation so that removing the image never breaks the container.
+type Container struct {
+	ID        string      `json:"id"`
+	Image     string      `json:"image"`
+	Source    string      `json:"source"`
+	Command   string      `json:"command"`
+	Layers    []string    `json:"layers"`
+	Config    ImageConfig `json:"config"`
+	Env       []string    `json:"env"`
+	Cwd       string      `json:"cwd"`
+	State     string      `json:"state"`
+	Pid       int         `json:"pid,omitempty"`
+	StartTime uint64      `json:"start_time,omitempty"`
+	ExitCode  int         `json:"exit_code"`
+	Cgroup    string      `json:"cgroup"`
+	Created   time.Time   `json:"created"`
+	Finished  time.Time   `json:"finished,omitzero"`
+}
+
+// Store is an opened BOCKER_ROOT.
+type Store struct {
+	Root string
+	lock *flock.Flock
+}
+
+// Open creates the root's layout when missing and returns the store.
+func Open(root string) (*Store, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("resolve store root %s: %w", root, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("create store root %s: %w", abs, err)
+	}
+	// The root holds container filesystems and logs: nobody but root reads them.
+	if err := os.Chmod(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("chmod store root %s: %w", abs, err)
+	}
+	for _, d := range []string{"images", "containers", "layers", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
+			return nil, fmt.Errorf("create store dir %s: %w", d, err)
+		}
+	}
+	return &Store{Root: abs, lock: flock.New(filepath.Join(abs, "lock"))}, nil
+}
+
+// Lock takes the store-wide exclusive lock. Changes to records and layers
+// happen under it; long work (extraction, running) happens outside it.
+func (s *Store) Lock() (unlock func(), err error) {
+	if err := s.lock.Lock(); err != nil {
+		return nil, fmt.Errorf("lock store %s: %w", s.Root, err)
+	}
+	return func() { _ = s.lock.Unlock() }, nil
+}
+
+// NewID returns prefix followed by 32 random hex digits.
+func NewID(prefix string) string {
+	return prefix + strings.ReplaceAll(uuid.NewString(), "-", "")
+}
+
+// ValidName reports whether s can name a record: no path separators, no
+// dot-only names, nothing a shell or a path join could misread.
+func ValidName(s string) bool {
+	if s == "" || s == "." || s == ".." || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		ok := r == '_' || r == '-' || r == '.' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// LayerDir is where the layer with the given diff ID lives.
+func (s *Store) LayerDir(diffID string) string {
+	return filepath.Join(s.Root, "layers", LayerName(diffID))
+}
+
+// LayerName is the directory name of a layer relative to Root/layers.
+func LayerName(diffID string) string {
+	return strings.TrimPrefix(diffID, "sha256:")
+}
+
+// HasLayer reports whether the layer is already stored.
+func (s *Store) HasLayer(diffID string) bool {
+	_, err := os.Stat(s.LayerDir(diffID))
+	return err == nil
+}
+
+// TempDir makes a scratch directory inside the store, on the same file
+// system as the layers so that a finished layer is renamed, not copied.
+// Its name carries our pid so GC can tell abandoned ones from live ones.
+func (s *Store) TempDir() (string, error) {
+	d, err := os.MkdirTemp(filepath.Join(s.Root, "tmp"), strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return "", fmt.Errorf("create temp dir: %w", err)
+	}
+	return d, nil
+}
+
+// CommitLayer moves a finished, verified layer directory into place.
+// The caller holds the lock. If the layer already exists the new copy is
+// dropped: content addressing makes them equal.
+func (s *Store) CommitLayer(tmp, diffID string) error {
+	dst := s.LayerDir(diffID)
+	if s.HasLayer(diffID) {
+		return os.RemoveAll(tmp)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("store layer %s: %w", diffID, err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+func (s *Store) imagePath(id string) string {
+	return filepath.Join(s.Root, "images", id+".json")
+}
+
+// ContainerDir is the directory of a container: record, log, upper, work.
+func (s *Store) ContainerDir(id string) string {
+	return filepath.Join(s.Root, "containers", id)
+}
+
+// PutImage writes an image record atomically. The caller holds the lock.
+func (s *Store) PutImage(img *Image) error {
+	return writeJSON(s.imagePath(img.ID), img)
+}
+
+// GetImage reads an image by exact id.
+func (s *Store) GetImage(id string) (*Image, error) {
+	var img Image
+	if err := readJSON(s.imagePath(id), &img); err != nil {
+		return nil, err
+	}
+	return &img, nil
+}
+
+// DeleteImage removes an image record. Layers go with the next GC.
+func (s *Store) DeleteImage(id string) error {
+	if err := os.Remove(s.imagePath(id)); err != nil {
+		return fmt.Errorf("remove image %s: %w", id, err)
+	}
+	return nil
+}
+
+// Images lists image records sorted by creation time.
+func (s *Store) Images() ([]*Image, error) {
+	ids, err := s.list("images", ".json")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Image
+	for _, id := range ids {
+		img, err := s.GetImage(id)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, img)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// PutContainer writes a container record atomically.
+func (s *Store) PutContainer(c *Container) error {
+	return writeJSON(filepath.Join(s.ContainerDir(c.ID), "record.json"), c)
+}
+
+// GetContainer reads a container by exact id.
+func (s *Store) GetContainer(id string) (*Container, error) {
+	var c Container
+	if err := readJSON(filepath.Join(s.ContainerDir(id), "record.json"), &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Containers lists container records sorted by creation time.
+func (s *Store) Containers() ([]*Container, error) {
+	ids, err := s.list("containers", "")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Container
+	for _, id := range ids {
+		c, err := s.GetContainer(id)
+		if err != nil {
+			continue // half-created or being removed
+		}
+		out = append(out, c)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// DeleteContainer removes a container's directory. The record goes first,
+// so a crash halfway leaves a directory GC removes, never a record that
+// points at missing files.
+func (s *Store) DeleteContainer(id string) error {
+	dir := s.ContainerDir(id)
+	if err := os.Remove(filepath.Join(dir, "record.json")); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove container record %s: %w", id, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Store) list(sub, suffix string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Root, sub))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", sub, err)
+	}
+	var ids []string
+	for _, e := range ents {
+		name := e.Name()
+		if suffix != "" {
+			if !strings.HasSuffix(name, suffix) {
+				continue
+			}
+			name = strings.TrimSuffix(name, suffix)
+		}
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		ids = append(ids, name)
+	}
+	return ids, nil
+}
+
+// ResolveImage maps an id or unique prefix to an image id.
+func (s *Store) ResolveImage(ref string) (string, error) {
+	ids, err := s.list("images", ".json")
+	if err != nil {
+		return "", err
+	}
+	return resolve(ref, ids)
+}
+
+// ResolveContainer maps an id or unique prefix to a container id.
+func (s *Store) ResolveContainer(ref string) (string, error) {
+	ids, err := s.list("containers", "")
+	if err != nil {
+		return "", err
+	}
+	var live []string
+	for _, id := range ids {
+		if _, err := os.Stat(filepath.Join(s.ContainerDir(id), "record.json")); err == nil {
+			live = append(live, id)
+		}
+	}
+	return resolve(ref, live)
+}
+
+func resolve(ref string, ids []string) (string, error) {
+	if !ValidName(ref) {
+		return "", ErrNotFound
+	}
+	var match []string
+	for _, id := range ids {
+		if id == ref {
+			return id, nil
+		}
+		if strings.HasPrefix(id, ref) {
+			match = append(match, id)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return "", ErrNotFound
+	case 1:
+		return match[0], nil
+	}
+	return "", ErrAmbiguous
+}
+
+// GC removes layers no image or container references and scratch
+// directories whose creator is gone. The caller holds the lock.
+func (s *Store) GC() error {
+	used := map[string]bool{}
+	imgs, err := s.Images()
+	if err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		for _, l := range img.Layers {
+			used[LayerName(l)] = true
+		}
+	}
+	ctrs, err := s.Containers()
+	if err != nil {
+		return err
+	}
+	for _, c := range ctrs {
+		for _, l := range c.Layers {
+			used[LayerName(l)] = true
+		}
+	}
+	layers, err := s.list("layers", "")
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		if !used[l] {
+			if err := os.RemoveAll(filepath.Join(s.Root, "layers", l)); err != nil {
+				return fmt.Errorf("remove layer %s: %w", l, err)
+			}
+		}
+	}
+	tmps, err := s.list("tmp", "")
+	if err != nil {
+		return err
+	}
+	for _, t := range tmps {
+		pid, err := strconv.Atoi(strings.SplitN(t, "-", 2)[0])
+		if err == nil && processExists(pid) {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(s.Root, "tmp", t))
+	}
+	return nil
+}
+
+func processExists(pid int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return err == nil
+}
+
+// writeJSON replaces path atomically: a reader sees the old or the new
+// record, never a torn one, even across a crash.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return WriteFileAtomic(path, append(data, '\n'), 0o600)
+}
+
+// WriteFileAtomic writes data to a temp file beside path, syncs it and
+// renames it over path.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return ErrNotFound
+		}
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
