@@ -153,8 +153,18 @@ func mountIn(root int, m specs.Mount) error {
 			return err
 		}
 	}
+	if len(prop) == 0 {
+		return nil
+	}
+	// dst still names the directory under the new mount; reopen the
+	// path to reach the mount itself.
+	mnt, err := openIn(root, m.Destination, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("set propagation of %s: %w", m.Destination, err)
+	}
+	defer unix.Close(mnt)
 	for _, p := range prop {
-		if err := unix.Mount("", target, "", p, ""); err != nil {
+		if err := unix.Mount("", fdPath(mnt), "", p, ""); err != nil {
 			return fmt.Errorf("set propagation of %s: %w", m.Destination, err)
 		}
 	}
