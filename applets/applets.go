@@ -96,6 +96,10 @@ func report(e *Env, err error) int {
 		return ee.Code
 	}
 	fmt.Fprintf(e.Stderr, "bocker: %v\n", err)
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) {
+		return coded.ExitCode()
+	}
 	return 1
 }
 

@@ -27,6 +27,9 @@ const (
 	msgReady = 'R'
 	msgGo    = 'G'
 	msgError = 'E'
+	// msgExecFail is msgError for a failed execve of the user's command:
+	// one byte of exit status (126 or 127) precedes the text.
+	msgExecFail = 'X'
 )
 
 // InitApplet and ExecApplet are the hidden argv[0]s the binary re-executes
@@ -83,6 +86,11 @@ func readMsg(r io.Reader, v any) error {
 
 // fail reports err to the parent and exits; the parent prints it.
 func fail(status *os.File, err error) {
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		_, _ = status.Write(append([]byte{msgExecFail, byte(ee.ExitCode())}, err.Error()...))
+		os.Exit(1)
+	}
 	_, _ = status.Write(append([]byte{msgError}, err.Error()...))
 	os.Exit(1)
 }
@@ -313,11 +321,31 @@ func finish(p *specs.Process, args []string, hostname string) error {
 // ExecError is a failed execve of the user's command; its text says
 // whether the command was missing or not executable.
 type ExecError struct {
-	Cmd string
-	Err error
+	Cmd  string
+	Err  error
+	code int // set when the error crossed the status pipe as text
 }
 
-func (e *ExecError) Error() string { return fmt.Sprintf("exec %s: %v", e.Cmd, e.Err) }
+func (e *ExecError) Error() string {
+	if e.Cmd == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("exec %s: %v", e.Cmd, e.Err)
+}
+
+// ExitCode is the shell's status for the failure: 127 when the command
+// does not exist, 126 when it exists but cannot be executed.
+func (e *ExecError) ExitCode() int {
+	if e.code != 0 {
+		return e.code
+	}
+	if errors.Is(e.Err, unix.ENOENT) || errors.Is(e.Err, errNotInPath) {
+		return 127
+	}
+	return 126
+}
+
+var errNotInPath = errors.New("executable file not found in $PATH")
 
 func lookPath(name string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
@@ -341,7 +369,7 @@ func lookPath(name string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", &ExecError{Cmd: name, Err: errors.New("executable file not found in $PATH")}
+	return "", &ExecError{Cmd: name, Err: errNotInPath}
 }
 
 func setUser(u specs.User) error {

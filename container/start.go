@@ -173,6 +173,9 @@ func launch(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer, before fun
 }
 
 func initError(b []byte, err error) error {
+	if len(b) > 2 && b[0] == msgExecFail {
+		return &ExecError{Err: errors.New(string(b[2:])), code: int(b[1])}
+	}
 	if len(b) > 1 && b[0] == msgError {
 		return errors.New(string(b[1:]))
 	}
