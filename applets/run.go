@@ -278,9 +278,12 @@ func runContainer(e *Env, st *store.Store, c *store.Container, argv, fallback []
 		return fmt.Errorf("create container dir: %w", err)
 	}
 	var cg *cgroup.Cgroup
+	started := false
 	// Bad input or a failed start leaves nothing: no record, no cgroup.
+	// Once the command ran, the container stays until rm, whatever its
+	// status.
 	defer func() {
-		if err != nil {
+		if err != nil && !started {
 			if cg != nil {
 				_ = cg.Kill()
 				_ = cg.Delete()
@@ -335,6 +338,7 @@ func runContainer(e *Env, st *store.Store, c *store.Container, argv, fallback []
 	if err != nil {
 		return err
 	}
+	started = true
 	start, _ := container.StartTime(p.Pid)
 	if err := updateContainer(st, c.ID, func(r *store.Container) {
 		r.State, r.Pid, r.StartTime = store.StateRunning, p.Pid, start
