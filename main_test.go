@@ -228,37 +228,15 @@ func cgroupFile(t *testing.T, id, v1ctl, v1file, v2file string) string {
 	return strings.TrimSpace(string(b))
 }
 
-const helpText = `Create an image from a directory:
-	bocker init <directory>
-
-Pull an image from Docker Hub:
-	bocker pull <name> <tag>
-
-Delete an image or container:
-	bocker rm <image_id or container_id>
-
-List images:
-	bocker images
-
-List containers:
-	bocker ps
-
-Create a container:
-	bocker run <image_id> <command>
-
-Execute a command in a running container:
-	bocker exec <container_id> <command>
-
-View logs from a container:
-	bocker logs <container_id>
-
-Commit a container to an image:
-	bocker commit <container_id> <image_id>
-
-Display this message:
-	bocker help
-
-`
+// helpText is the bash script's help, character for character: scripts
+// parse it.
+var helpText = func() string {
+	b, err := os.ReadFile("testdata/help.txt")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func TestHelp(t *testing.T) {
 	e := &env{t: t, root: t.TempDir()}
@@ -830,4 +808,171 @@ func TestKilledRun(t *testing.T) {
 		t.Errorf("rm after the crash: %q", got)
 	}
 	assertGone(t, ctr)
+}
+
+func TestMounts(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	img := e.image()
+	out := e.ok("run", img, "cat /proc/self/mountinfo; echo ---; ls -l /dev /dev/pts; echo ---; cat /etc/hostname /etc/hosts; ls /etc/resolv.conf; echo ---; ls /proc/1/fd; grep -E 'Cap(Inh|Amb)' /proc/1/status")
+	ctr := e.last()
+	parts := strings.Split(out, "---\n")
+	if len(parts) != 4 {
+		t.Fatalf("output:\n%s", out)
+	}
+	// mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS
+	type mnt struct{ opts, fstype, super string }
+	mounts := map[string]mnt{}
+	for _, l := range strings.Split(strings.TrimSpace(parts[0]), "\n") {
+		f := strings.Fields(l)
+		i := 6
+		for i < len(f) && f[i] != "-" {
+			i++
+		}
+		if i+3 >= len(f)+1 {
+			t.Fatalf("mountinfo line %q", l)
+		}
+		mounts[f[4]] = mnt{f[5], f[i+1], f[len(f)-1]}
+	}
+	want := []struct {
+		dst, fstype, opt string
+	}{
+		{"/", "overlay", "rw"},
+		{"/proc", "proc", "nosuid"},
+		{"/sys", "sysfs", "ro"},
+		{"/dev", "tmpfs", "nosuid"},
+		{"/dev/pts", "devpts", "noexec"},
+		{"/dev/shm", "tmpfs", "nodev"},
+		{"/dev/mqueue", "mqueue", "noexec"},
+		{"/proc/sys", "proc", "ro"},
+		{"/proc/sysrq-trigger", "proc", "ro"},
+		{"/proc/acpi", "tmpfs", "ro"},
+	}
+	for _, w := range want {
+		m, ok := mounts[w.dst]
+		if _, err := os.Stat(w.dst); err != nil && strings.HasPrefix(w.dst, "/proc/") {
+			continue // this kernel has no such file to protect
+		}
+		if !ok {
+			t.Errorf("no mount on %s", w.dst)
+			continue
+		}
+		if m.fstype != w.fstype || !strings.Contains(","+m.opts+",", ","+w.opt+",") {
+			t.Errorf("%s: %s %s, want %s with %s", w.dst, m.fstype, m.opts, w.fstype, w.opt)
+		}
+	}
+	if m := mounts["/dev/pts"]; !strings.Contains(m.super, "ptmxmode=666") {
+		t.Errorf("/dev/pts is not a new instance with ptmxmode=666: %s", m.super)
+	}
+	// pivot_root, not chroot: the host's root is not reachable as a mount.
+	for dst := range mounts {
+		if strings.HasPrefix(dst, e.root) || strings.HasPrefix(dst, "/old") {
+			t.Errorf("host mount %s visible in the container", dst)
+		}
+	}
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty", "ptmx -> pts/ptmx", "fd -> /proc/self/fd", "stdin -> /proc/self/fd/0", "stdout -> /proc/self/fd/1", "stderr -> /proc/self/fd/2", "shm", "mqueue", "pts"} {
+		if !regexp.MustCompile(`(?m) ` + regexp.QuoteMeta(n) + `$`).MatchString(parts[1]) {
+			t.Errorf("/dev lacks %s:\n%s", n, parts[1])
+		}
+	}
+	if !strings.HasPrefix(parts[2], ctr+"\n") || !strings.Contains(parts[2], ctr) || !strings.Contains(parts[2], "/etc/resolv.conf") {
+		t.Errorf("/etc files:\n%s", parts[2])
+	}
+	if !strings.Contains(parts[2], "127.0.0.1") {
+		t.Errorf("/etc/hosts lacks localhost:\n%s", parts[2])
+	}
+	// No descriptor of bocker's beyond stdio reaches the container.
+	if got := strings.Fields(parts[3]); len(got) < 3 || strings.Join(got[:3], " ") != "0 1 2" || got[3] != "CapInh:" {
+		t.Errorf("PID 1 holds more than stdio, or wrong caps: %q", parts[3])
+	}
+	if !strings.Contains(parts[3], "CapInh:\t0000000000000000\n") || !strings.Contains(parts[3], "CapAmb:\t0000000000000000") {
+		t.Errorf("inheritable or ambient capabilities set:\n%s", parts[3])
+	}
+}
+
+// INT, TERM, HUP and QUIT sent to bocker run reach the container's PID 1.
+func TestSignals(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	img := e.image()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
+		name := strings.TrimPrefix(strings.ToUpper(sig.String()), "SIG")
+		switch sig {
+		case syscall.SIGINT:
+			name = "INT"
+		case syscall.SIGTERM:
+			name = "TERM"
+		case syscall.SIGHUP:
+			name = "HUP"
+		case syscall.SIGQUIT:
+			name = "QUIT"
+		}
+		c := e.cmd(nil, "run", img, "trap 'echo got "+name+"; exit 0' "+name+"; touch /ready; while :; do sleep 0.05; done")
+		var out bytes.Buffer
+		c.Stdout = &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			if ids := e.containers(); len(ids) > 0 {
+				if r := e.bk("exec", e.newest(ids), "ls", "/ready"); r.code == 0 {
+					break
+				}
+			}
+			if i > 200 {
+				t.Fatal("container never became ready")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.Process.Signal(sig)
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			c.Process.Kill()
+			<-done
+			t.Errorf("SIG%s did not end the container", name)
+		}
+		if got := out.String(); got != "got "+name+"\n" {
+			t.Errorf("after SIG%s the container printed %q", name, got)
+		}
+	}
+}
+
+func TestIDPrefixAndStore(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	img := e.image()
+	if got := e.ok("run", img[:8], "echo prefix"); got != "prefix\n" {
+		t.Errorf("run by prefix: %q", got)
+	}
+	ctr := e.last()
+	if got := e.ok("logs", ctr[:9]); got != "prefix\n" {
+		t.Errorf("logs by prefix: %q", got)
+	}
+	// An ambiguous prefix is refused, not guessed.
+	e.ok("run", img, "true")
+	if r := e.bk("logs", "ps_"); r.code == 0 {
+		t.Errorf("logs ps_ with two containers: %+v", r)
+	}
+	fi, err := os.Stat(e.root)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("store root mode %v, want 0700 (%v)", fi.Mode().Perm(), err)
+	}
+}
+
+func TestNoShellNoCommand(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644)
+	img := createdRe.FindStringSubmatch(e.ok("init", dir))[1]
+	r := e.bk("run", img)
+	if r.code != 1 || strings.Count(r.err, "\n") != 1 || !strings.Contains(r.err, "no command") {
+		t.Errorf("run of an image with no shell and no command: %+v", r)
+	}
+	if len(e.containers()) != 0 {
+		t.Error("a failed run left a container")
+	}
 }
