@@ -20,6 +20,9 @@ func main() {
 	case container.ExecApplet:
 		container.ExecInit()
 		os.Exit(1)
+	case container.ReaperApplet:
+		container.Reaper()
+		os.Exit(1)
 	}
 	os.Exit(applets.Main(os.Args))
 }

@@ -91,6 +91,17 @@ func rmContainer(e *Env, st *store.Store, id string, force bool) error {
 			return err
 		}
 	}
+	if err := destroyContainer(st, c); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "Removed: %s\n", id)
+	return nil
+}
+
+// destroyContainer removes a stopped container: what is left in its
+// cgroup, the cgroup, its directory and record, and the layers only it
+// kept alive.
+func destroyContainer(st *store.Store, c *store.Container) error {
 	unlock, err := st.Lock()
 	if err != nil {
 		return err
@@ -110,14 +121,10 @@ func rmContainer(e *Env, st *store.Store, id string, force bool) error {
 			return err
 		}
 	}
-	if err := st.DeleteContainer(id); err != nil {
+	if err := st.DeleteContainer(c.ID); err != nil {
 		return err
 	}
-	if err := st.GC(); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.Stdout, "Removed: %s\n", id)
-	return nil
+	return st.GC()
 }
 
 // killWait SIGKILLs the container's init and waits for it to be gone; the

@@ -1,22 +1,19 @@
 package applets
 
 import (
+	"bufio"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/bocker/bocker/cgroup"
 	"github.com/bocker/bocker/container"
 	"github.com/bocker/bocker/store"
+	units "github.com/docker/go-units"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -29,12 +26,36 @@ func init() {
 // directory under /sys/fs/cgroup/<controller>/bocker/ on the host.
 const cgroupParent = "/bocker"
 
+var runOptDefs = []optDef{
+	{[]string{"d", "detach"}, optBool},
+	{[]string{"i", "interactive"}, optBool},
+	{[]string{"t", "tty"}, optBool},
+	{[]string{"rm"}, optBool},
+	{[]string{"init"}, optBool},
+	{[]string{"e", "env"}, optList},
+	{[]string{"env-file"}, optList},
+	{[]string{"w", "workdir"}, optValue},
+	{[]string{"u", "user"}, optValue},
+	{[]string{"h", "hostname"}, optValue},
+	{[]string{"name"}, optValue},
+	{[]string{"v", "volume"}, optList},
+	{[]string{"tmpfs"}, optList},
+	{[]string{"m", "memory"}, optValue},
+	{[]string{"cpus"}, optValue},
+	{[]string{"cpuset-cpus"}, optValue},
+	{[]string{"pids-limit"}, optValue},
+	{[]string{"p", "publish"}, optList},
+	{[]string{"network", "net"}, optValue},
+}
+
 // limits are the resource settings, from BOCKER_* variables (or the
-// global --mem_limit=... options that set them).
+// global --mem_limit=... options that set them) and run's own options.
 type limits struct {
 	memBytes int64
 	shares   uint64
 	pids     int64
+	quota    int64 // --cpus, as CFS quota per 100 ms period; 0 = none
+	cpuset   string
 }
 
 func envInt(name string, def int64) (int64, error) {
@@ -49,12 +70,14 @@ func envInt(name string, def int64) (int64, error) {
 	return n, nil
 }
 
+// minMemory is the least a container's init can start in.
+const minMemory = 7 * 1000 * 1000
+
 func readLimits() (limits, error) {
 	mem, err := envInt("BOCKER_MEM_LIMIT", 512)
 	if err != nil {
 		return limits{}, err
 	}
-	// Below a few MB the container cannot even start its init.
 	if mem < 7 || mem > 1<<40 {
 		return limits{}, fmt.Errorf("BOCKER_MEM_LIMIT=%d: memory limit must be at least 7 (MB)", mem)
 	}
@@ -75,32 +98,100 @@ func readLimits() (limits, error) {
 	return limits{memBytes: mem * 1000 * 1000, shares: uint64(shares), pids: pids}, nil
 }
 
+var cpusetRe = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+
+// applyOpts lets -m, --cpus, --cpuset-cpus and --pids-limit override the
+// script's variables.
+func (l *limits) applyOpts(o *opts) error {
+	if v, ok := o.vals["m"]; ok {
+		n, err := units.RAMInBytes(v)
+		if err != nil {
+			return fmt.Errorf("run: -m %q: not a size (use e.g. 256m or 1g)", v)
+		}
+		if n < minMemory {
+			return fmt.Errorf("run: -m %q: memory limit must be at least 7 MB", v)
+		}
+		l.memBytes = n
+	}
+	if v, ok := o.vals["cpus"]; ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1024 {
+			return fmt.Errorf("run: --cpus %q: must be a positive number of CPUs", v)
+		}
+		l.quota = int64(f * 100000)
+		if l.quota < 1000 {
+			return fmt.Errorf("run: --cpus %q: at least 0.01", v)
+		}
+	}
+	if v, ok := o.vals["cpuset-cpus"]; ok {
+		if !cpusetRe.MatchString(v) {
+			return fmt.Errorf("run: --cpuset-cpus %q: use a list like 0-2,4", v)
+		}
+		l.cpuset = v
+	}
+	if v, ok := o.vals["pids-limit"]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("run: --pids-limit %q: must be a positive whole number", v)
+		}
+		l.pids = n
+	}
+	return nil
+}
+
 func (l limits) resources() *specs.LinuxResources {
 	mem := l.memBytes
 	shares := l.shares
 	pids := l.pids
-	return &specs.LinuxResources{
+	r := &specs.LinuxResources{
 		Devices: container.DefaultDeviceRules(),
 		Memory:  &specs.LinuxMemory{Limit: &mem},
 		CPU:     &specs.LinuxCPU{Shares: &shares},
 		Pids:    &specs.LinuxPids{Limit: &pids},
 	}
+	if l.quota > 0 {
+		q, p := l.quota, uint64(100000)
+		r.CPU.Quota, r.CPU.Period = &q, &p
+	}
+	if l.cpuset != "" {
+		r.CPU.Cpus = l.cpuset
+	}
+	return r
+}
+
+// runRequest is everything run decided before anything was created.
+type runRequest struct {
+	img      *store.Image
+	argv     []string
+	fallback []string
+	command  string
+	lim      limits
+	env      []string
+	cwd      string
+	user     specs.User
+	hostname string
+	name     string
+	mounts   []specs.Mount
+	hostDirs []string // volume sources to create
+	network  string
+	ports    []string
+	o        *opts
 }
 
 func run(e *Env, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	// flag stops at the first non-flag: the image id. Everything after it
-	// is the command, as in the script.
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("run: %w", err)
-	}
-	if fs.NArg() < 1 {
-		return errors.New("usage: bocker run <image_id> <command>")
-	}
-	ref, words := fs.Arg(0), fs.Args()[1:]
-	lim, err := readLimits()
+	o, rest, err := parseOpts("run", args, runOptDefs)
 	if err != nil {
+		return err
+	}
+	if len(rest) < 1 {
+		return errors.New("usage: bocker run [options] <image_id> <command>")
+	}
+	ref, words := rest[0], rest[1:]
+	req := &runRequest{o: o}
+	if req.lim, err = readLimits(); err != nil {
+		return err
+	}
+	if err := req.lim.applyOpts(o); err != nil {
 		return err
 	}
 	st, err := e.Store()
@@ -111,31 +202,263 @@ func run(e *Env, args []string) error {
 	if err != nil {
 		return noImage(ref)
 	}
-	img, err := st.GetImage(imgID)
+	req.img, err = st.GetImage(imgID)
 	if err != nil {
 		return noImage(ref)
 	}
-	argv, fallback, command, err := commandLine(img, words)
+	if req.argv, req.fallback, req.command, err = commandLine(req.img, words); err != nil {
+		return err
+	}
+	if err := req.parse(o); err != nil {
+		return err
+	}
+	c, lc, err := createContainer(st, req)
 	if err != nil {
 		return err
 	}
-	c := &store.Container{
-		ID:      store.NewID("ps_"),
-		Image:   img.ID,
-		Source:  img.Source,
-		Command: command,
-		Layers:  append([]string(nil), img.Layers...),
-		Config:  img.Config,
-		State:   store.StateCreated,
-		Created: time.Now().UTC(),
+	if o.bools["d"] {
+		if err := spawnMonitor(st, c.ID); err != nil {
+			destroyFailed(st, c.ID)
+			return err
+		}
+		fmt.Fprintln(e.Stdout, c.ID)
+		return nil
 	}
-	c.Cgroup = cgroupParent + "/" + c.ID
-	c.Env = containerEnv(img.Config.Env)
-	c.Cwd = img.Config.WorkingDir
-	if c.Cwd == "" {
-		c.Cwd = "/"
+	code, started, err := launchContainer(st, c.ID, lc, &attach{
+		stdin: e.Stdin, stdout: e.Stdout, stderr: e.Stderr, interactive: true,
+	}, nil)
+	if err != nil {
+		if !started {
+			destroyFailed(st, c.ID)
+		}
+		return err
 	}
-	return runContainer(e, st, c, argv, fallback, lim)
+	if os.Getenv("BOCKER_EXIT_CODE") == "1" && code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+var hostnameRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$`)
+
+// parse checks every option that describes the container; nothing is
+// created until all of them are good.
+func (r *runRequest) parse(o *opts) error {
+	r.env = containerEnv(r.img.Config.Env)
+	for _, f := range o.lists["env-file"] {
+		kvs, err := readEnvFile(f)
+		if err != nil {
+			return err
+		}
+		r.env = setEnv(r.env, kvs...)
+	}
+	for _, kv := range o.lists["e"] {
+		k, _, hasVal := strings.Cut(kv, "=")
+		if k == "" || strings.ContainsAny(k, " \t\n") {
+			return fmt.Errorf("run: -e %q: expected NAME=value", kv)
+		}
+		if !hasVal {
+			// Docker's -e NAME passes the variable from bocker's own environment.
+			v, ok := os.LookupEnv(k)
+			if !ok {
+				continue
+			}
+			kv = k + "=" + v
+		}
+		r.env = setEnv(r.env, kv)
+	}
+	r.cwd = r.img.Config.WorkingDir
+	if w, ok := o.vals["w"]; ok {
+		if !filepath.IsAbs(w) {
+			return fmt.Errorf("run: -w %q: the working directory must be an absolute path", w)
+		}
+		r.cwd = filepath.Clean(w)
+	}
+	if r.cwd == "" {
+		r.cwd = "/"
+	}
+	u := r.img.Config.User
+	if v, ok := o.vals["u"]; ok {
+		u = v
+	}
+	var err error
+	if r.user, err = parseUser(u); err != nil {
+		return err
+	}
+	if h, ok := o.vals["h"]; ok {
+		if !hostnameRe.MatchString(h) {
+			return fmt.Errorf("run: --hostname %q: not a valid host name", h)
+		}
+		r.hostname = h
+	}
+	if n, ok := o.vals["name"]; ok {
+		if !store.ValidName(n) || strings.HasPrefix(n, ".") || strings.HasPrefix(n, "img_") {
+			return fmt.Errorf("run: --name %q: use letters, digits, '_', '-' and '.' (not img_…)", n)
+		}
+		r.name = n
+	}
+	for _, v := range o.lists["v"] {
+		m, src, err := parseVolume(v)
+		if err != nil {
+			return err
+		}
+		r.mounts = append(r.mounts, m)
+		r.hostDirs = append(r.hostDirs, src)
+	}
+	for _, v := range o.lists["tmpfs"] {
+		m, err := parseTmpfs(v)
+		if err != nil {
+			return err
+		}
+		r.mounts = append(r.mounts, m)
+	}
+	r.network = "none"
+	if v, ok := o.vals["network"]; ok {
+		r.network = v
+	}
+	switch r.network {
+	case "none", "host":
+	case "bridge":
+		return errors.New("run: --network bridge: the bridge network is not in this build yet (use none or host)")
+	default:
+		return fmt.Errorf("run: --network %q: use bridge, none or host", r.network)
+	}
+	if ps := o.lists["p"]; len(ps) > 0 {
+		return fmt.Errorf("run: -p %s: publishing ports needs the bridge network, not in this build yet", ps[0])
+	}
+	if o.bools["t"] && o.bools["d"] && o.bools["i"] {
+		return errors.New("run: -dit: attaching to a detached container later is not supported; use -d or -it")
+	}
+	return nil
+}
+
+func setEnv(env []string, kvs ...string) []string {
+	for _, kv := range kvs {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, old := range env {
+			if ok, _, _ := strings.Cut(old, "="); ok == k {
+				env[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func readEnvFile(p string) ([]string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("run: --env-file: %w", err)
+	}
+	defer f.Close()
+	var kvs []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, _, hasVal := strings.Cut(l, "=")
+		if k == "" || strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("run: --env-file %s:%d: expected NAME=value", p, n)
+		}
+		if !hasVal {
+			v, ok := os.LookupEnv(k)
+			if !ok {
+				continue
+			}
+			l = k + "=" + v
+		}
+		kvs = append(kvs, l)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("run: --env-file %s: %w", p, err)
+	}
+	return kvs, nil
+}
+
+// parseUser takes UID[:GID] (numbers) or a name, which the container's
+// init looks up in the image's own /etc/passwd.
+func parseUser(u string) (specs.User, error) {
+	if u == "" {
+		return specs.User{}, nil
+	}
+	name, group, hasGroup := strings.Cut(u, ":")
+	numeric := regexp.MustCompile(`^[0-9]+$`)
+	userRe := regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+	if name == "" || (hasGroup && group == "") {
+		return specs.User{}, fmt.Errorf("run: -u %q: expected UID[:GID] or a user name", u)
+	}
+	for _, part := range []string{name, group} {
+		if numeric.MatchString(part) {
+			if _, err := strconv.ParseUint(part, 10, 32); err != nil {
+				return specs.User{}, fmt.Errorf("run: -u %q: %s is out of range for an id", u, part)
+			}
+		} else if part != "" && !userRe.MatchString(part) {
+			return specs.User{}, fmt.Errorf("run: -u %q: not a user or group name", u)
+		}
+	}
+	if numeric.MatchString(name) && (!hasGroup || numeric.MatchString(group)) {
+		uid, _ := strconv.ParseUint(name, 10, 32)
+		usr := specs.User{UID: uint32(uid)}
+		if hasGroup {
+			gid, _ := strconv.ParseUint(group, 10, 32)
+			usr.GID = uint32(gid)
+		} else {
+			// Resolved inside: the user's group from the image's passwd.
+			usr.Username = name
+		}
+		return usr, nil
+	}
+	return specs.User{Username: u}, nil
+}
+
+func parseVolume(v string) (specs.Mount, string, error) {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return specs.Mount{}, "", fmt.Errorf("run: -v %q: expected HOST:CONTAINER[:ro]", v)
+	}
+	src, dst := parts[0], parts[1]
+	if !filepath.IsAbs(src) {
+		return specs.Mount{}, "", fmt.Errorf("run: -v %q: the host path must be absolute (named volumes are not supported)", v)
+	}
+	if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
+		return specs.Mount{}, "", fmt.Errorf("run: -v %q: the container path must be absolute and not /", v)
+	}
+	opts := []string{"rbind", "rprivate"}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "ro":
+			opts = append(opts, "ro")
+		case "rw":
+		default:
+			return specs.Mount{}, "", fmt.Errorf("run: -v %q: the mode must be ro or rw", v)
+		}
+	}
+	src = filepath.Clean(src)
+	return specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: src, Options: opts}, src, nil
+}
+
+var tmpfsOptRe = regexp.MustCompile(`^(size=[0-9]+[kmgKMG%]?|mode=[0-7]{3,4}|uid=[0-9]+|gid=[0-9]+|nr_inodes=[0-9]+[kmg]?|ro|rw|exec|noexec|suid|nosuid|dev|nodev)$`)
+
+func parseTmpfs(v string) (specs.Mount, error) {
+	dst, optStr, _ := strings.Cut(v, ":")
+	if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
+		return specs.Mount{}, fmt.Errorf("run: --tmpfs %q: the container path must be absolute and not /", v)
+	}
+	opts := []string{"nosuid", "nodev", "noexec"}
+	if optStr != "" {
+		for _, op := range strings.Split(optStr, ",") {
+			if !tmpfsOptRe.MatchString(op) {
+				return specs.Mount{}, fmt.Errorf("run: --tmpfs %q: unknown option %q", v, op)
+			}
+			opts = append(opts, op)
+		}
+	}
+	return specs.Mount{Destination: filepath.Clean(dst), Type: "tmpfs", Source: "tmpfs", Options: opts}, nil
 }
 
 // commandLine turns the script's words into argv: joined and run by
@@ -176,31 +499,119 @@ func containerEnv(imageEnv []string) []string {
 	return env
 }
 
-// buildSpec is step 1 of a run: the image and the record as an OCI spec.
-func buildSpec(st *store.Store, c *store.Container, argv []string, res *specs.LinuxResources) *specs.Spec {
+// createContainer is steps 1 and 2 of a run: the record, its directory
+// and its launch configuration. Nothing runs yet.
+func createContainer(st *store.Store, r *runRequest) (*store.Container, *launchConfig, error) {
+	c := &store.Container{
+		ID:         store.NewID("ps_"),
+		Image:      r.img.ID,
+		Source:     r.img.Source,
+		Command:    r.command,
+		Layers:     append([]string(nil), r.img.Layers...),
+		Config:     r.img.Config,
+		State:      store.StateCreated,
+		Created:    time.Now().UTC(),
+		Name:       r.name,
+		Detached:   r.o.bools["d"],
+		AutoRemove: r.o.bools["rm"],
+		Network:    r.network,
+		Env:        r.env,
+		Cwd:        r.cwd,
+	}
+	c.Cgroup = cgroupParent + "/" + c.ID
+	hostname := r.hostname
+	if hostname == "" {
+		hostname = c.ID
+	}
 	dir := st.ContainerDir(c.ID)
-	s := container.DefaultSpec()
-	s.Root.Path = filepath.Join(dir, "rootfs")
-	s.Hostname = c.ID
-	s.Process.Args = argv
-	s.Process.Env = c.Env
-	s.Process.Cwd = c.Cwd
-	s.Linux.CgroupsPath = c.Cgroup
-	s.Linux.Resources = res
+	spec := container.DefaultSpec()
+	spec.Root.Path = filepath.Join(dir, "rootfs")
+	spec.Hostname = hostname
+	spec.Process.Args = r.argv
+	spec.Process.Env = r.env
+	spec.Process.Cwd = r.cwd
+	spec.Process.User = r.user
+	spec.Process.Terminal = r.o.bools["t"]
+	if spec.Process.Terminal && !hasEnv(r.env, "TERM") {
+		spec.Process.Env = append(spec.Process.Env, "TERM=xterm")
+	}
+	spec.Linux.CgroupsPath = c.Cgroup
+	spec.Linux.Resources = r.lim.resources()
+	if r.network == "host" {
+		var ns []specs.LinuxNamespace
+		for _, n := range spec.Linux.Namespaces {
+			if n.Type != specs.NetworkNamespace {
+				ns = append(ns, n)
+			}
+		}
+		spec.Linux.Namespaces = ns
+	}
 	for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
-		s.Mounts = append(s.Mounts, specs.Mount{
+		spec.Mounts = append(spec.Mounts, specs.Mount{
 			Destination: "/etc/" + f, Type: "bind", Source: filepath.Join(dir, f),
 			Options: []string{"rbind", "rprivate"},
 		})
 	}
-	return s
+	spec.Mounts = append(spec.Mounts, r.mounts...)
+	lc := &launchConfig{
+		Spec:        spec,
+		Root:        rootMount(c),
+		Fallback:    r.fallback,
+		Reaper:      r.o.bools["init"],
+		Interactive: r.o.bools["i"],
+	}
+
+	for _, d := range r.hostDirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("run: create volume directory: %w", err)
+		}
+	}
+	unlock, err := st.Lock()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	if c.Name != "" {
+		if err := st.ClaimName(c.Name, c.ID); err != nil {
+			return nil, nil, fmt.Errorf("run: %w", err)
+		}
+	}
+	fail := func(err error) (*store.Container, *launchConfig, error) {
+		if c.Name != "" {
+			st.ReleaseName(c.Name, c.ID)
+		}
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fail(fmt.Errorf("create container dir: %w", err))
+	}
+	if err := writeContainerFiles(dir, hostname, r.network); err != nil {
+		return fail(err)
+	}
+	if err := writeJSONFile(filepath.Join(dir, "launch.json"), lc); err != nil {
+		return fail(err)
+	}
+	if err := st.PutContainer(c); err != nil {
+		return fail(err)
+	}
+	return c, lc, nil
+}
+
+func hasEnv(env []string, k string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, k+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // rootMount is the overlay of the container's layers, as data: mounted by
 // the init inside the container's own mount namespace, so no mount of it
 // exists on the host and a crash leaves none behind. Lowerdirs are
 // relative to the store root to keep the option string short.
-func rootMount(st *store.Store, c *store.Container) *specs.Mount {
+func rootMount(c *store.Container) *specs.Mount {
 	var lower []string
 	for i := len(c.Layers) - 1; i >= 0; i-- {
 		lower = append(lower, "layers/"+store.LayerName(c.Layers[i]))
@@ -216,7 +627,7 @@ func rootMount(st *store.Store, c *store.Container) *specs.Mount {
 	}
 }
 
-func writeContainerFiles(dir, id string) error {
+func writeContainerFiles(dir, hostname, network string) error {
 	for _, d := range []string{"upper", "work", "rootfs"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
@@ -226,9 +637,15 @@ func writeContainerFiles(dir, id string) error {
 	if err != nil {
 		resolv = nil
 	}
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+	if network == "host" {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+		}
+	}
 	files := map[string]string{
-		"hostname":    id + "\n",
-		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + id + "\n",
+		"hostname":    hostname + "\n",
+		"hosts":       hosts,
 		"resolv.conf": string(resolv),
 		"log":         "",
 	}
@@ -240,134 +657,6 @@ func writeContainerFiles(dir, id string) error {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
-	}
-	return nil
-}
-
-// logWriter copies one stream to the terminal and the container's log as
-// it comes; the mutex keeps stdout and stderr lines whole in the log.
-type logWriter struct {
-	mu   *sync.Mutex
-	term io.Writer
-	log  *os.File
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	_, lerr := w.log.Write(p)
-	w.mu.Unlock()
-	n, err := w.term.Write(p)
-	if err != nil {
-		// A closed terminal must not kill the container: keep logging.
-		return len(p), nil
-	}
-	if lerr != nil {
-		return n, lerr
-	}
-	return n, nil
-}
-
-func runContainer(e *Env, st *store.Store, c *store.Container, argv, fallback []string, lim limits) (err error) {
-	dir := st.ContainerDir(c.ID)
-	unlock, err := st.Lock()
-	if err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		unlock()
-		return fmt.Errorf("create container dir: %w", err)
-	}
-	var cg *cgroup.Cgroup
-	started := false
-	// Bad input or a failed start leaves nothing: no record, no cgroup.
-	// Once the command ran, the container stays until rm, whatever its
-	// status.
-	defer func() {
-		if err != nil && !started {
-			if cg != nil {
-				_ = cg.Kill()
-				_ = cg.Delete()
-			}
-			_ = st.DeleteContainer(c.ID)
-		}
-	}()
-	if err := writeContainerFiles(dir, c.ID); err != nil {
-		unlock()
-		return err
-	}
-	err = st.PutContainer(c)
-	unlock()
-	if err != nil {
-		return err
-	}
-
-	res := lim.resources()
-	parent, err := cgroup.Create(cgroupParent, &specs.LinuxResources{})
-	if err != nil {
-		return err
-	}
-	cg, err = cgroup.Create(c.Cgroup, res)
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(filepath.Join(dir, "log"), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return fmt.Errorf("open log: %w", err)
-	}
-	defer logf.Close()
-	mu := &sync.Mutex{}
-	spec := buildSpec(st, c, argv, res)
-
-	// Signals that arrive while starting are held and passed on after.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-
-	p, err := container.Start(&container.Config{
-		Spec:          spec,
-		RootMount:     rootMount(st, c),
-		MountDir:      st.Root,
-		FallbackArgs:  fallback,
-		CgroupNSRoot:  parent,
-		Cgroup:        cg,
-		Stdin:         e.Stdin,
-		Stdout:        &logWriter{mu: mu, term: e.Stdout, log: logf},
-		Stderr:        &logWriter{mu: mu, term: e.Stderr, log: logf},
-		DieWithParent: true,
-	})
-	if err != nil {
-		return err
-	}
-	started = true
-	start, _ := container.StartTime(p.Pid)
-	if err := updateContainer(st, c.ID, func(r *store.Container) {
-		r.State, r.Pid, r.StartTime = store.StateRunning, p.Pid, start
-	}); err != nil {
-		_ = p.Signal(syscall.SIGKILL)
-		_, _ = p.Wait()
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				_ = p.Signal(s)
-			case <-done:
-				return
-			}
-		}
-	}()
-	code, werr := p.Wait()
-	close(done)
-	_ = updateContainer(st, c.ID, func(r *store.Container) {
-		r.State, r.Pid, r.ExitCode, r.Finished = store.StateExited, 0, code, time.Now().UTC()
-	})
-	if werr != nil {
-		return werr
-	}
-	if os.Getenv("BOCKER_EXIT_CODE") == "1" && code != 0 {
-		return &ExitError{Code: code}
 	}
 	return nil
 }

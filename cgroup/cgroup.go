@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -177,4 +179,25 @@ func checkPath(p string) error {
 func swapAccounting() bool {
 	_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 	return err == nil
+}
+
+// OOMKills counts the processes the kernel's OOM killer has killed in the
+// cgroup so far; comparing counts before and after tells whether a
+// container's end was an OOM kill.
+func (c *Cgroup) OOMKills() uint64 {
+	p := filepath.Join("/sys/fs/cgroup/memory", c.path, "memory.oom_control")
+	if c.v2 != nil {
+		p = filepath.Join("/sys/fs/cgroup", c.path, "memory.events")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

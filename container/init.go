@@ -38,6 +38,8 @@ const (
 const (
 	InitApplet = "bocker-ctr-init"
 	ExecApplet = "bocker-ctr-exec"
+	// ReaperApplet is run --init's PID 1: argv is [ReaperApplet, path, argv...].
+	ReaperApplet = "bocker-ctr-reaper"
 )
 
 // initConfig is what a container's init needs beyond the spec.
@@ -53,6 +55,9 @@ type initConfig struct {
 	// CgroupNS: unshare the cgroup namespace after the parent placed us
 	// in the namespace's root cgroup.
 	CgroupNS bool `json:"cgroup_ns,omitempty"`
+	// Reaper runs the user's command under a small init of ours (the same
+	// binary) that forwards signals and reaps orphans: run --init.
+	Reaper bool `json:"reaper,omitempty"`
 }
 
 func writeMsg(w io.Writer, v any) error {
@@ -129,7 +134,7 @@ func Init() {
 			args = cfg.FallbackArgs
 		}
 	}
-	if err := finish(cfg.Spec.Process, args, cfg.Spec.Hostname); err != nil {
+	if err := finish(cfg.Spec.Process, args, cfg.Spec.Hostname, cfg.Reaper); err != nil {
 		fail(status, err)
 	}
 }
@@ -271,7 +276,17 @@ func loopbackUp() error {
 
 // finish turns this thread into the user's process: hostname, working
 // directory, user, capabilities, then execve. Shared by run and exec.
-func finish(p *specs.Process, args []string, hostname string) error {
+func finish(p *specs.Process, args []string, hostname string, reaper bool) error {
+	if p.Terminal {
+		// Our own session with the pty as its controlling terminal, so
+		// Ctrl-C and job control reach the command.
+		if _, err := unix.Setsid(); err != nil {
+			return fmt.Errorf("new session: %w", err)
+		}
+		if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+			return fmt.Errorf("set controlling terminal: %w", err)
+		}
+	}
 	if hostname != "" {
 		if err := unix.Sethostname([]byte(hostname)); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
@@ -288,6 +303,18 @@ func finish(p *specs.Process, args []string, hostname string) error {
 	path, err := lookPath(args[0], p.Env)
 	if err != nil {
 		return err
+	}
+	if reaper {
+		// /proc/self/exe still names bocker's inode after pivot_root.
+		args = append([]string{ReaperApplet, path}, args...)
+		path = "/proc/self/exe"
+	}
+	if p.User.Username != "" {
+		u, err := lookupUser(p.User.Username)
+		if err != nil {
+			return err
+		}
+		p.User = u
 	}
 	if err := setUser(p.User); err != nil {
 		return err
@@ -431,7 +458,7 @@ func ExecInit() {
 		fail(status, fmt.Errorf("read exec config: %w", err))
 	}
 	cfgPipe.Close()
-	if err := finish(&p, p.Args, ""); err != nil {
+	if err := finish(&p, p.Args, "", false); err != nil {
 		fail(status, err)
 	}
 }

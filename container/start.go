@@ -28,6 +28,8 @@ type Config struct {
 	RootMount    *specs.Mount
 	MountDir     string
 	FallbackArgs []string
+	// Reaper puts bocker's small init between PID 1 and the command.
+	Reaper bool
 
 	// CgroupNSRoot is joined before the cgroup namespace is made, so the
 	// container sees its cgroup path relative to it; Cgroup is joined
@@ -98,7 +100,7 @@ func Start(cfg *Config) (*Process, error) {
 			}
 		}
 		return nil
-	}, &initConfig{Spec: s, RootMount: cfg.RootMount, MountDir: cfg.MountDir, FallbackArgs: cfg.FallbackArgs, CgroupNS: cgroupNS},
+	}, &initConfig{Spec: s, RootMount: cfg.RootMount, MountDir: cfg.MountDir, FallbackArgs: cfg.FallbackArgs, CgroupNS: cgroupNS, Reaper: cfg.Reaper},
 		func(pid int) error {
 			if cfg.Cgroup != nil {
 				if err := cfg.Cgroup.Add(pid); err != nil {

@@ -70,7 +70,19 @@ type Container struct {
 	ExitCode  int         `json:"exit_code"`
 	Cgroup    string      `json:"cgroup"`
 	Created   time.Time   `json:"created"`
+	Started   time.Time   `json:"started,omitzero"`
 	Finished  time.Time   `json:"finished,omitzero"`
+
+	Name       string   `json:"name,omitempty"`
+	OOMKilled  bool     `json:"oom_killed,omitempty"`
+	Detached   bool     `json:"detached,omitempty"`
+	AutoRemove bool     `json:"auto_remove,omitempty"`
+	Network    string   `json:"network,omitempty"`
+	IP         string   `json:"ip,omitempty"`
+	Ports      []string `json:"ports,omitempty"`
+	// MonitorPid is the bocker process that waits for the container: the
+	// foreground run or a detached container's monitor.
+	MonitorPid int `json:"monitor_pid,omitempty"`
 }
 
 // Store is an opened BOCKER_ROOT.
@@ -259,6 +271,9 @@ func (s *Store) Containers() ([]*Container, error) {
 // points at missing files.
 func (s *Store) DeleteContainer(id string) error {
 	dir := s.ContainerDir(id)
+	if c, err := s.GetContainer(id); err == nil && c.Name != "" {
+		s.ReleaseName(c.Name, id)
+	}
 	if err := os.Remove(filepath.Join(dir, "record.json")); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("remove container record %s: %w", id, err)
 	}
@@ -299,8 +314,52 @@ func (s *Store) ResolveImage(ref string) (string, error) {
 	return resolve(ref, ids)
 }
 
-// ResolveContainer maps an id or unique prefix to a container id.
+// ClaimName reserves name for container id; it fails when the name is
+// taken. The caller holds the lock.
+func (s *Store) ClaimName(name, id string) error {
+	if !ValidName(name) || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("invalid container name %q: use letters, digits, '_', '-' and '.'", name)
+	}
+	dir := filepath.Join(s.Root, "names")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create names dir: %w", err)
+	}
+	p := filepath.Join(dir, name)
+	if b, err := os.ReadFile(p); err == nil {
+		// A name whose container is gone (a crash between claim and
+		// record) is free again.
+		if _, err := os.Stat(filepath.Join(s.ContainerDir(string(b)), "record.json")); err == nil {
+			return fmt.Errorf("container name %q is already in use by %s", name, b)
+		}
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("free stale name %s: %w", name, err)
+		}
+	}
+	if err := WriteFileAtomic(p, []byte(id), 0o600); err != nil {
+		return fmt.Errorf("claim name %s: %w", name, err)
+	}
+	return nil
+}
+
+// ReleaseName frees name if it still belongs to id.
+func (s *Store) ReleaseName(name, id string) {
+	p := filepath.Join(s.Root, "names", name)
+	if b, err := os.ReadFile(p); err == nil && string(b) == id {
+		_ = os.Remove(p)
+	}
+}
+
+// ResolveContainer maps a name, an id or a unique id prefix to a
+// container id. Names match exactly and win over prefixes, as in Docker.
 func (s *Store) ResolveContainer(ref string) (string, error) {
+	if ValidName(ref) && !strings.HasPrefix(ref, ".") {
+		if b, err := os.ReadFile(filepath.Join(s.Root, "names", ref)); err == nil {
+			id := string(b)
+			if _, err := os.Stat(filepath.Join(s.ContainerDir(id), "record.json")); err == nil {
+				return id, nil
+			}
+		}
+	}
 	ids, err := s.list("containers", "")
 	if err != nil {
 		return "", err
