@@ -47,6 +47,10 @@ func Tar(dir string, w io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// A socket is a live endpoint, not content: docker and tar skip it.
+		if fi.Mode()&fs.ModeSocket != 0 {
+			return nil
+		}
 		st := fi.Sys().(*syscall.Stat_t)
 		// overlayfs records a deletion as a 0/0 character device.
 		if fi.Mode()&fs.ModeCharDevice != 0 && st.Rdev == 0 {

@@ -34,9 +34,27 @@ func Unpack(r io.Reader, dir string) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-type dirTime struct {
-	name  string
-	mtime time.Time
+// dirTimes holds directory mtimes to set once every entry is in, since
+// later entries change them. A repeated directory's last entry wins; a
+// path that is replaced or whited out takes its own times with it.
+type dirTimes struct {
+	order []string
+	mtime map[string]time.Time
+}
+
+func (d *dirTimes) set(name string, t time.Time) {
+	if _, ok := d.mtime[name]; !ok {
+		d.order = append(d.order, name)
+	}
+	d.mtime[name] = t
+}
+
+func (d *dirTimes) forget(p string) {
+	for name := range d.mtime {
+		if name == p || strings.HasPrefix(name, p+"/") || p == "." {
+			delete(d.mtime, name)
+		}
+	}
 }
 
 func unpack(r io.Reader, dir string) error {
@@ -46,7 +64,7 @@ func unpack(r io.Reader, dir string) error {
 	}
 	defer root.Close()
 	tr := tar.NewReader(r)
-	var dirs []dirTime
+	dirs := &dirTimes{mtime: map[string]time.Time{}}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -55,6 +73,11 @@ func unpack(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
+		// A global header names no file: cleaning its name could make it
+		// replace one.
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
 		name, err := cleanName(hdr.Name)
 		if err != nil {
 			return err
@@ -62,20 +85,22 @@ func unpack(r io.Reader, dir string) error {
 		if name == "" {
 			continue
 		}
-		if err := entry(root, tr, hdr, name); err != nil {
+		if err := entry(root, tr, hdr, name, dirs); err != nil {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
 		if hdr.Typeflag == tar.TypeDir {
-			dirs = append(dirs, dirTime{name, hdr.ModTime})
+			dirs.set(name, hdr.ModTime)
 		}
 	}
-	// Later entries change a directory's mtime, so set those last.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		d := dirs[i]
-		if err := at(root, d.name, func(fd int, base string) error {
-			return setTime(fd, base, d.mtime)
+	for _, name := range dirs.order {
+		t, ok := dirs.mtime[name]
+		if !ok {
+			continue
+		}
+		if err := at(root, name, func(fd int, base string) error {
+			return setTime(fd, base, t)
 		}); err != nil {
-			return fmt.Errorf("%s: %w", d.name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil
@@ -96,7 +121,7 @@ func cleanName(name string) (string, error) {
 	return clean, nil
 }
 
-func entry(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error {
+func entry(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string, dirs *dirTimes) error {
 	parent, base := path.Split(name)
 	parent = strings.TrimSuffix(parent, "/")
 	if parent == "" {
@@ -127,8 +152,14 @@ func entry(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error {
 		if err := root.RemoveAll(target); err != nil {
 			return err
 		}
+		dirs.forget(target)
 		return at(root, target, func(fd int, b string) error {
-			return unix.Mknodat(fd, b, unix.S_IFCHR, 0)
+			if err := unix.Mknodat(fd, b, unix.S_IFCHR, 0); err != nil {
+				return err
+			}
+			// The whiteout's time is the archive's, so a layer packed
+			// again gives the same diff ID.
+			return setTime(fd, b, hdr.ModTime)
 		})
 	}
 
@@ -139,6 +170,7 @@ func entry(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error {
 			if err := root.RemoveAll(name); err != nil {
 				return err
 			}
+			dirs.forget(name)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -187,8 +219,6 @@ func entry(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error {
 		}); err != nil {
 			return err
 		}
-	case tar.TypeXGlobalHeader:
-		return nil
 	default:
 		return fmt.Errorf("unsupported entry type %q", strconv.QuoteRune(rune(hdr.Typeflag)))
 	}
@@ -247,7 +277,8 @@ func at(root *os.Root, name string, fn func(fd int, base string) error) error {
 }
 
 func setTime(fd int, base string, t time.Time) error {
-	ts := unix.NsecToTimespec(t.UnixNano())
+	// UnixNano overflows past 2262; seconds and nanoseconds do not.
+	ts := unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
 	if err := unix.UtimesNanoAt(fd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("set times: %w", err)
 	}
