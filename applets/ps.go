@@ -1,7 +1,11 @@
 package applets
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/bocker/bocker/container"
 	"github.com/bocker/bocker/store"
@@ -43,6 +47,17 @@ func running(st *store.Store, c *store.Container) bool {
 }
 
 func ps(e *Env, args []string) error {
+	o, rest, err := parseOpts("ps", args, []optDef{{[]string{"format"}, optValue}, {[]string{"a", "all"}, optBool}})
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return errors.New("usage: bocker ps [--format json|wide]")
+	}
+	format := o.vals["format"]
+	if format != "" && format != "json" && format != "wide" {
+		return fmt.Errorf("ps: --format %q: use json or wide", format)
+	}
 	st, err := e.Store()
 	if err != nil {
 		return err
@@ -51,10 +66,53 @@ func ps(e *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	switch format {
+	case "json":
+		// One object per line, as docker ps --format json prints.
+		for _, c := range cs {
+			running(st, c)
+			b, err := json.Marshal(psRow{
+				ID: c.ID, Name: c.Name, Image: c.Image, Source: c.Source, Command: c.Command,
+				Created: c.Created, Status: status(c), Address: c.IP, Ports: c.Ports,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.Stdout, "%s\n", b)
+		}
+		return nil
+	case "wide":
+		fmt.Fprint(e.Stdout, "CONTAINER_ID\t\tNAME\tIMAGE\tSTATUS\tCREATED\tADDRESS\tPORTS\tCOMMAND\n")
+		for _, c := range cs {
+			running(st, c)
+			fmt.Fprintf(e.Stdout, "%s\t\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, dash(c.Name), c.Image, status(c),
+				c.Created.Local().Format(time.DateTime), dash(c.IP), dash(strings.Join(c.Ports, ",")), c.Command)
+		}
+		return nil
+	}
 	fmt.Fprint(e.Stdout, "CONTAINER_ID\t\tCOMMAND\n")
 	for _, c := range cs {
 		running(st, c)
 		fmt.Fprintf(e.Stdout, "%s\t\t%s\n", c.ID, c.Command)
 	}
 	return nil
+}
+
+type psRow struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name,omitempty"`
+	Image   string    `json:"image"`
+	Source  string    `json:"source"`
+	Command string    `json:"command"`
+	Created time.Time `json:"created"`
+	Status  string    `json:"status"`
+	Address string    `json:"address,omitempty"`
+	Ports   []string  `json:"ports,omitempty"`
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

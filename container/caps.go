@@ -1,6 +1,7 @@
 package container
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -55,7 +56,13 @@ func capMask(names []string, last uintptr) (uint64, error) {
 
 // applyCaps sets the calling thread's capability sets. It must run on the
 // thread that then calls execve: capabilities are per thread.
-func applyCaps(c *specs.LinuxCapabilities) error {
+// applyCaps drops the bounding set (unless dropped already) and sets the
+// other sets. A process that changed to a non-root user has lost its
+// permitted and effective sets to setuid already, as under Docker, so
+// only the bounding and ambient sets are left to settle.
+func applyCaps(c *specs.LinuxCapabilities) error { return applyCapsOpt(c, true, true) }
+
+func applyCapsOpt(c *specs.LinuxCapabilities, doBounding, doSets bool) error {
 	if c == nil {
 		c = &specs.LinuxCapabilities{}
 	}
@@ -80,12 +87,18 @@ func applyCaps(c *specs.LinuxCapabilities) error {
 	if err != nil {
 		return err
 	}
-	for i := uintptr(0); i <= last; i++ {
+	for i := uintptr(0); i <= last && doBounding; i++ {
 		if bounding&(1<<i) == 0 {
 			if err := unix.Prctl(unix.PR_CAPBSET_DROP, i, 0, 0, 0); err != nil {
 				return fmt.Errorf("drop capability %d from bounding set: %w", i, err)
 			}
 		}
+	}
+	if !doSets {
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("clear ambient capabilities: %w", err)
+		}
+		return nil
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{

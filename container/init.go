@@ -316,6 +316,13 @@ func finish(p *specs.Process, args []string, hostname string, reaper bool) error
 		}
 		p.User = u
 	}
+	nonRoot := p.User.UID != 0
+	if nonRoot {
+		// The bounding set can only be dropped while we hold CAP_SETPCAP.
+		if err := applyCapsOpt(p.Capabilities, true, false); err != nil {
+			return err
+		}
+	}
 	if err := setUser(p.User); err != nil {
 		return err
 	}
@@ -331,7 +338,7 @@ func finish(p *specs.Process, args []string, hostname string, reaper bool) error
 			return fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
-	if err := applyCaps(p.Capabilities); err != nil {
+	if err := applyCapsOpt(p.Capabilities, !nonRoot, !nonRoot); err != nil {
 		return err
 	}
 	// Nothing of ours beyond stdio may reach the user's process; the
