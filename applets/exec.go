@@ -2,12 +2,16 @@ package applets
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/bocker/bocker/cgroup"
 	"github.com/bocker/bocker/container"
+	"github.com/bocker/bocker/store"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -15,9 +19,23 @@ func init() {
 	register(&Applet{Name: "exec", Help: "Execute a command in a running container:", Usage: "<container_id> <command>", Order: 7, Run: execIn})
 }
 
+var execOptDefs = []optDef{
+	{[]string{"i", "interactive"}, optBool},
+	{[]string{"t", "tty"}, optBool},
+	{[]string{"e", "env"}, optList},
+	{[]string{"w", "workdir"}, optValue},
+	{[]string{"u", "user"}, optValue},
+}
+
+// execIn runs a command in a running container. Stdin is passed without
+// -i, as the script's nsenter did; -t gives the command a pty.
 func execIn(e *Env, args []string) error {
+	o, args, err := parseOpts("exec", args, execOptDefs)
+	if err != nil {
+		return err
+	}
 	if len(args) < 1 {
-		return errors.New("usage: bocker exec <container_id> <command>")
+		return errors.New("usage: bocker exec [-it] [-e K=V] [-w DIR] [-u USER] <container_id> <command>")
 	}
 	ref := args[0]
 	st, err := e.Store()
@@ -38,6 +56,10 @@ func execIn(e *Env, args []string) error {
 	if len(args) < 2 {
 		return errors.New("exec: no command given")
 	}
+	proc, err := execProcess(st, c, o, args[1:])
+	if err != nil {
+		return err
+	}
 	var cg container.Cgroup
 	if c.Cgroup != "" {
 		l, err := cgroup.Load(c.Cgroup)
@@ -46,33 +68,36 @@ func execIn(e *Env, args []string) error {
 		}
 		cg = l
 	}
-	caps := append([]string(nil), container.DefaultCaps...)
+	cfg := &container.ExecConfig{Pid: c.Pid, Process: proc, Cgroup: cg, Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr}
+	var tty *ttySession
+	if proc.Terminal {
+		if tty, err = openTTY(e.Stdin); err != nil {
+			return fmt.Errorf("exec: open pty: %w", err)
+		}
+		defer tty.close()
+		cfg.Stdin, cfg.Stdout, cfg.Stderr = tty.slave, tty.slave, tty.slave
+	}
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
 	defer signal.Stop(sigs)
-	p, err := container.Exec(&container.ExecConfig{
-		Pid: c.Pid,
-		Process: &specs.Process{
-			Args: args[1:],
-			Env:  c.Env,
-			Cwd:  c.Cwd,
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding: caps, Effective: caps, Permitted: caps,
-			},
-		},
-		Cgroup: cg,
-		Stdin:  e.Stdin,
-		Stdout: e.Stdout,
-		Stderr: e.Stderr,
-	})
+	p, err := container.Exec(cfg)
 	if err != nil {
 		return err
+	}
+	if tty != nil {
+		tty.pump(e.Stdin, e.Stdout, o.bools["i"])
 	}
 	done := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case s := <-sigs:
+				if s == syscall.SIGWINCH {
+					if tty != nil {
+						tty.resize()
+					}
+					continue
+				}
 				_ = p.Signal(s)
 			case <-done:
 				return
@@ -88,4 +113,54 @@ func execIn(e *Env, args []string) error {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// execProcess is the container's own process settings (environment,
+// directory, user) with exec's options on top, as docker exec does.
+func execProcess(st *store.Store, c *store.Container, o *opts, argv []string) (*specs.Process, error) {
+	caps := append([]string(nil), container.DefaultCaps...)
+	p := &specs.Process{
+		Args: argv,
+		Env:  append([]string(nil), c.Env...),
+		Cwd:  c.Cwd,
+		Capabilities: &specs.LinuxCapabilities{
+			Bounding: caps, Effective: caps, Permitted: caps,
+		},
+		Terminal: o.bools["t"],
+	}
+	if lc, err := readLaunchConfig(st, c.ID); err == nil && lc.Spec != nil && lc.Spec.Process != nil {
+		p.User = lc.Spec.Process.User
+		p.Capabilities = lc.Spec.Process.Capabilities
+	}
+	for _, kv := range o.lists["e"] {
+		k, _, hasVal := strings.Cut(kv, "=")
+		if k == "" || strings.ContainsAny(k, " \t\n") {
+			return nil, fmt.Errorf("exec: -e %q: expected NAME=value", kv)
+		}
+		if !hasVal {
+			v, ok := os.LookupEnv(k)
+			if !ok {
+				continue
+			}
+			kv = k + "=" + v
+		}
+		p.Env = setEnv(p.Env, kv)
+	}
+	if p.Terminal && !hasEnv(p.Env, "TERM") {
+		p.Env = append(p.Env, "TERM=xterm")
+	}
+	if w, ok := o.vals["w"]; ok {
+		if !filepath.IsAbs(w) {
+			return nil, fmt.Errorf("exec: -w %q: the working directory must be an absolute path", w)
+		}
+		p.Cwd = filepath.Clean(w)
+	}
+	if u, ok := o.vals["u"]; ok {
+		usr, err := parseUser("exec", u)
+		if err != nil {
+			return nil, err
+		}
+		p.User = usr
+	}
+	return p, nil
 }
