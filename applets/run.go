@@ -282,7 +282,7 @@ func (r *runRequest) parse(o *opts) error {
 		u = v
 	}
 	var err error
-	if r.user, err = parseUser(u); err != nil {
+	if r.user, err = parseUser("run", u); err != nil {
 		return err
 	}
 	if h, ok := o.vals["h"]; ok {
@@ -312,19 +312,8 @@ func (r *runRequest) parse(o *opts) error {
 		}
 		r.mounts = append(r.mounts, m)
 	}
-	r.network = "none"
-	if v, ok := o.vals["network"]; ok {
-		r.network = v
-	}
-	switch r.network {
-	case "none", "host":
-	case "bridge":
-		return errors.New("run: --network bridge: the bridge network is not in this build yet (use none or host)")
-	default:
-		return fmt.Errorf("run: --network %q: use bridge, none or host", r.network)
-	}
-	if ps := o.lists["p"]; len(ps) > 0 {
-		return fmt.Errorf("run: -p %s: publishing ports needs the bridge network, not in this build yet", ps[0])
+	if err := r.parseNetwork(o); err != nil {
+		return err
 	}
 	if o.bools["t"] && o.bools["d"] && o.bools["i"] {
 		return errors.New("run: -dit: attaching to a detached container later is not supported; use -d or -it")
@@ -382,7 +371,7 @@ func readEnvFile(p string) ([]string, error) {
 
 // parseUser takes UID[:GID] (numbers) or a name, which the container's
 // init looks up in the image's own /etc/passwd.
-func parseUser(u string) (specs.User, error) {
+func parseUser(applet, u string) (specs.User, error) {
 	if u == "" {
 		return specs.User{}, nil
 	}
@@ -390,15 +379,15 @@ func parseUser(u string) (specs.User, error) {
 	numeric := regexp.MustCompile(`^[0-9]+$`)
 	userRe := regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 	if name == "" || (hasGroup && group == "") {
-		return specs.User{}, fmt.Errorf("run: -u %q: expected UID[:GID] or a user name", u)
+		return specs.User{}, fmt.Errorf("%s: -u %q: expected UID[:GID] or a user name", applet, u)
 	}
 	for _, part := range []string{name, group} {
 		if numeric.MatchString(part) {
 			if _, err := strconv.ParseUint(part, 10, 32); err != nil {
-				return specs.User{}, fmt.Errorf("run: -u %q: %s is out of range for an id", u, part)
+				return specs.User{}, fmt.Errorf("%s: -u %q: %s is out of range for an id", applet, u, part)
 			}
 		} else if part != "" && !userRe.MatchString(part) {
-			return specs.User{}, fmt.Errorf("run: -u %q: not a user or group name", u)
+			return specs.User{}, fmt.Errorf("%s: -u %q: not a user or group name", applet, u)
 		}
 	}
 	if numeric.MatchString(name) && (!hasGroup || numeric.MatchString(group)) {
@@ -515,6 +504,7 @@ func createContainer(st *store.Store, r *runRequest) (*store.Container, *launchC
 		Detached:   r.o.bools["d"],
 		AutoRemove: r.o.bools["rm"],
 		Network:    r.network,
+		Ports:      r.ports,
 		Env:        r.env,
 		Cwd:        r.cwd,
 	}
@@ -633,10 +623,7 @@ func writeContainerFiles(dir, hostname, network string) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	resolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		resolv = nil
-	}
+	resolv := containerResolv(network)
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
 	if network == "host" {
 		if b, err := os.ReadFile("/etc/hosts"); err == nil {
