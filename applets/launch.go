@@ -103,6 +103,13 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 		Cgroup:        cg,
 		DieWithParent: true,
 	}
+	netw, err := newContainerNet(st, id, lc.Spec.Hostname)
+	if err != nil {
+		return 0, false, err
+	}
+	if netw != nil {
+		cfg.Prestart = netw.prestart
+	}
 	var copies sync.WaitGroup
 	var restore func()
 	var master *os.File
@@ -134,6 +141,7 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 
 	p, err := container.Start(cfg)
 	if err != nil {
+		_ = netw.teardown()
 		return 0, false, err
 	}
 	started = true
@@ -141,9 +149,11 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 	if err := updateContainer(st, id, func(r *store.Container) {
 		r.State, r.Pid, r.StartTime, r.MonitorPid = store.StateRunning, p.Pid, start, os.Getpid()
 		r.Started, r.Finished, r.OOMKilled = time.Now().UTC(), time.Time{}, false
+		r.IP = netw.ip()
 	}); err != nil {
 		_ = p.Signal(syscall.SIGKILL)
 		_, _ = p.Wait()
+		_ = netw.teardown()
 		return 0, true, err
 	}
 	notify(nil)
@@ -188,6 +198,9 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 	}()
 	code, werr := p.Wait()
 	close(done)
+	if nerr := netw.release(); werr == nil {
+		werr = nerr
+	}
 	if master != nil {
 		// Output still in the pty is read until the slave's last holder
 		// is gone; the wait above ended the container's.
@@ -197,6 +210,7 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 	c, _ := st.GetContainer(id)
 	_ = updateContainer(st, id, func(r *store.Container) {
 		r.State, r.Pid, r.ExitCode, r.Finished, r.OOMKilled = store.StateExited, 0, code, time.Now().UTC(), oom
+		r.IP = ""
 	})
 	if werr != nil {
 		return code, true, werr

@@ -121,6 +121,9 @@ func destroyContainer(st *store.Store, c *store.Container) error {
 			return err
 		}
 	}
+	if err := teardownNet(st, c); err != nil {
+		return err
+	}
 	if err := st.DeleteContainer(c.ID); err != nil {
 		return err
 	}
