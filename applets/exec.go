@@ -71,11 +71,9 @@ func execIn(e *Env, args []string) error {
 	cfg := &container.ExecConfig{Pid: c.Pid, Process: proc, Cgroup: cg, Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr}
 	var tty *ttySession
 	if proc.Terminal {
-		if tty, err = openTTY(e.Stdin); err != nil {
-			return fmt.Errorf("exec: open pty: %w", err)
-		}
+		tty = newTTY(e.Stdin)
 		defer tty.close()
-		cfg.Stdin, cfg.Stdout, cfg.Stderr = tty.slave, tty.slave, tty.slave
+		cfg.Console = tty.attach
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)

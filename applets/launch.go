@@ -16,9 +16,7 @@ import (
 	"github.com/bocker/bocker/cgroup"
 	"github.com/bocker/bocker/container"
 	"github.com/bocker/bocker/store"
-	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/term"
 )
 
 // launchConfig is how a container starts, kept beside its record so
@@ -110,22 +108,10 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 	if netw != nil {
 		cfg.Prestart = netw.prestart
 	}
-	var copies sync.WaitGroup
-	var restore func()
-	var master *os.File
+	var tty *ttySession
 	if lc.Spec.Process.Terminal {
-		m, slave, err := pty.Open()
-		if err != nil {
-			return 0, false, fmt.Errorf("open pty: %w", err)
-		}
-		master = m
-		defer master.Close()
-		// The child's copy of the slave is all it needs.
-		defer slave.Close()
-		if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			_ = pty.InheritSize(f, master)
-		}
-		cfg.Stdin, cfg.Stdout, cfg.Stderr = slave, slave, slave
+		tty = newTTY(a.stdin)
+		cfg.Console = tty.attach
 	} else {
 		cfg.Stdout = teeWriter(a.stdout, lw.Stream(store.Stdout))
 		cfg.Stderr = teeWriter(a.stderr, lw.Stream(store.Stderr))
@@ -158,26 +144,11 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 	}
 	notify(nil)
 
-	if master != nil {
+	if tty != nil {
 		// The pty's output is the container's stdout: to the terminal and
 		// the log. Stdin goes the other way when asked for.
-		out := teeWriter(a.stdout, lw.Stream(store.Stdout))
-		copies.Add(1)
-		go func() {
-			defer copies.Done()
-			_, _ = io.Copy(out, master)
-		}()
-		if a.interactive && a.stdin != nil {
-			if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-				if old, err := term.MakeRaw(int(f.Fd())); err == nil {
-					restore = func() { _ = term.Restore(int(f.Fd()), old) }
-				}
-			}
-			go func() { _, _ = io.Copy(master, a.stdin) }()
-		}
-	}
-	if restore != nil {
-		defer restore()
+		tty.pump(a.stdin, teeWriter(a.stdout, lw.Stream(store.Stdout)), a.interactive)
+		defer tty.close()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -185,8 +156,8 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 			select {
 			case s := <-sigs:
 				if s == syscall.SIGWINCH {
-					if f, ok := a.stdin.(*os.File); ok && master != nil {
-						_ = pty.InheritSize(f, master)
+					if tty != nil {
+						tty.resize()
 					}
 					continue
 				}
@@ -201,10 +172,10 @@ func launchContainer(st *store.Store, id string, lc *launchConfig, a *attach, re
 	if nerr := netw.release(); werr == nil {
 		werr = nerr
 	}
-	if master != nil {
+	if tty != nil {
 		// Output still in the pty is read until the slave's last holder
 		// is gone; the wait above ended the container's.
-		waitCopies(&copies, time.Second)
+		waitCopies(&tty.copies, time.Second)
 	}
 	oom := cg.OOMKills() > ooms
 	c, _ := st.GetContainer(id)

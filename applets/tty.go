@@ -10,33 +10,38 @@ import (
 	"golang.org/x/term"
 )
 
-// ttySession joins a pty master to the caller's stdio: the master's
-// output to stdout, the caller's stdin to the master when interactive,
-// the local terminal in raw mode meanwhile.
+// ttySession joins the master of a container's pty to the caller's
+// stdio: the master's output to stdout, the caller's stdin to the master
+// when interactive, the local terminal in raw mode meanwhile. The pty
+// itself is made inside the container (container.Config.Console).
 type ttySession struct {
-	master, slave *os.File
-	in            *os.File // the caller's terminal, when stdin is one
-	restore       func()
-	copies        sync.WaitGroup
+	master  *os.File
+	in      *os.File // the caller's terminal, when stdin is one
+	restore func()
+	copies  sync.WaitGroup
 }
 
-func openTTY(stdin io.Reader) (*ttySession, error) {
-	m, s, err := pty.Open()
-	if err != nil {
-		return nil, err
-	}
-	t := &ttySession{master: m, slave: s}
+func newTTY(stdin io.Reader) *ttySession {
+	t := &ttySession{}
 	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		t.in = f
-		_ = pty.InheritSize(f, m)
 	}
-	return t, nil
+	return t
 }
 
-// pump starts the copies once the process holds the slave; the parent's
-// copy is closed so the master reads EOF when the process is gone.
+// attach is the Console callback: it runs before the command starts, so
+// the size is right from the first instruction.
+func (t *ttySession) attach(master *os.File) {
+	t.master = master
+	t.resize()
+}
+
+// pump starts the copies once the process runs; the master reads EOF
+// (EIO) when the last holder of the slave is gone.
 func (t *ttySession) pump(stdin io.Reader, stdout io.Writer, interactive bool) {
-	t.slave.Close()
+	if t.master == nil {
+		return
+	}
 	t.copies.Add(1)
 	go func() {
 		defer t.copies.Done()
@@ -54,7 +59,7 @@ func (t *ttySession) pump(stdin io.Reader, stdout io.Writer, interactive bool) {
 }
 
 func (t *ttySession) resize() {
-	if t.in != nil {
+	if t.in != nil && t.master != nil {
 		_ = pty.InheritSize(t.in, t.master)
 	}
 }
@@ -66,6 +71,7 @@ func (t *ttySession) close() {
 	if t.restore != nil {
 		t.restore()
 	}
-	t.master.Close()
-	t.slave.Close()
+	if t.master != nil {
+		t.master.Close()
+	}
 }

@@ -20,6 +20,8 @@ type ExecConfig struct {
 	Cgroup         Cgroup
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Console: as in Config, a pty made inside the container.
+	Console func(master *os.File)
 }
 
 // The order matters: the pid namespace applies to our children, and the
@@ -80,6 +82,15 @@ func Exec(cfg *ExecConfig) (*Process, error) {
 	defer stR.Close()
 	defer stW.Close()
 
+	var consoleSock, consoleChild *os.File
+	if cfg.Process.Terminal && cfg.Console != nil {
+		if consoleSock, consoleChild, err = consolePair(); err != nil {
+			return nil, err
+		}
+		defer consoleSock.Close()
+		defer consoleChild.Close()
+	}
+
 	ch := make(chan result, 1)
 	go func() {
 		// Never unlocked: the thread ends with this goroutine, taking its
@@ -103,6 +114,11 @@ func Exec(cfg *ExecConfig) (*Process, error) {
 		cmd.Dir = "/"
 		cmd.ExtraFiles = []*os.File{cfgR, stW}
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
+		if consoleChild != nil {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, consoleChild)
+			cmd.Env = append(cmd.Env, consoleEnv)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
+		}
 		err := cmd.Start()
 		ch <- result{cmd: cmd, err: err}
 	}()
@@ -113,6 +129,9 @@ func Exec(cfg *ExecConfig) (*Process, error) {
 	cmd := r.cmd
 	cfgR.Close()
 	stW.Close()
+	if consoleChild != nil {
+		consoleChild.Close()
+	}
 	abort := func(err error) (*Process, error) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -128,6 +147,11 @@ func Exec(cfg *ExecConfig) (*Process, error) {
 		return abort(fmt.Errorf("send exec config: %w", err))
 	}
 	cfgW.Close()
+	if consoleSock != nil {
+		if err := receiveConsole(consoleSock, cfg.Console); err != nil {
+			return abort(err)
+		}
+	}
 	rest, _ := io.ReadAll(stR)
 	if len(rest) > 0 {
 		return abort(initError(rest, nil))

@@ -278,6 +278,9 @@ func loopbackUp() error {
 // directory, user, capabilities, then execve. Shared by run and exec.
 func finish(p *specs.Process, args []string, hostname string, reaper bool) error {
 	if p.Terminal {
+		if err := setupConsole(); err != nil {
+			return err
+		}
 		// Our own session with the pty as its controlling terminal, so
 		// Ctrl-C and job control reach the command.
 		if _, err := unix.Setsid(); err != nil {

@@ -45,6 +45,10 @@ type Config struct {
 	// DieWithParent kills the container when the starting process dies,
 	// so a kill -9 of bocker leaves no orphan running.
 	DieWithParent bool
+	// Console, with Spec.Process.Terminal, gets the master of a pty made
+	// inside the container (see console.go); Stdin, Stdout and Stderr are
+	// then unused.
+	Console func(master *os.File)
 }
 
 // Process is a started container or exec'd process.
@@ -93,7 +97,11 @@ func Start(cfg *Config) (*Process, error) {
 	if cfg.DieWithParent {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
-	return launch(cmd, cfg.Stdin, cfg.Stdout, cfg.Stderr, func(pid int) error {
+	var console func(*os.File)
+	if s.Process.Terminal {
+		console = cfg.Console
+	}
+	return launch(cmd, cfg.Stdin, cfg.Stdout, cfg.Stderr, console, func(pid int) error {
 		if cgroupNS && cfg.CgroupNSRoot != nil {
 			if err := cfg.CgroupNSRoot.Add(pid); err != nil {
 				return err
@@ -115,7 +123,7 @@ func Start(cfg *Config) (*Process, error) {
 }
 
 // launch runs the parent's half of the handshake described in init.go.
-func launch(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer, before func(int) error, msg any, after func(int) error, handshake bool) (*Process, error) {
+func launch(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer, console func(*os.File), before func(int) error, msg any, after func(int) error, handshake bool) (*Process, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("create config pipe: %w", err)
@@ -130,6 +138,19 @@ func launch(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer, before fun
 	defer stW.Close()
 	cmd.ExtraFiles = []*os.File{cfgR, stW}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	var consoleSock *os.File
+	if console != nil {
+		sock, child, err := consolePair()
+		if err != nil {
+			return nil, err
+		}
+		defer sock.Close()
+		defer child.Close()
+		consoleSock = sock
+		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
+		cmd.Env = append(cmd.Env, consoleEnv)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
+	}
 	cmd.WaitDelay = time.Second
 	// Pdeathsig fires when the forking thread exits; Go only ends threads
 	// that a goroutine locked, and this one is not locked.
@@ -140,6 +161,9 @@ func launch(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer, before fun
 	p := &Process{Pid: cmd.Process.Pid, cmd: cmd}
 	cfgR.Close()
 	stW.Close()
+	if consoleSock != nil {
+		cmd.ExtraFiles[2].Close()
+	}
 	abort := func(err error) (*Process, error) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -167,6 +191,11 @@ func launch(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer, before fun
 		}
 	}
 	cfgW.Close()
+	if consoleSock != nil {
+		if err := receiveConsole(consoleSock, console); err != nil {
+			return abort(err)
+		}
+	}
 	rest, _ := io.ReadAll(stR)
 	if len(rest) > 0 {
 		return abort(initError(rest, nil))
