@@ -47,7 +47,7 @@ func writeJSONFile(p string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(p), err)
 	}
-	return store.WriteFileAtomic(p, b, 0o600)
+	return store.ReplaceFile(p, b, 0o600)
 }
 
 // attach is the caller's side of the container's stdio; nil streams mean

@@ -234,9 +234,16 @@ func (s *Store) Images() ([]*Image, error) {
 	return out, nil
 }
 
-// PutContainer writes a container record atomically.
+// PutContainer writes a container record atomically but without fsync:
+// the rename keeps a reader (and a crash of bocker) from ever seeing a
+// torn record, and after a power loss no container is running anyway,
+// while the syncs cost a run several milliseconds on slow disks.
 func (s *Store) PutContainer(c *Container) error {
-	return writeJSON(filepath.Join(s.ContainerDir(c.ID), "record.json"), c)
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode record of %s: %w", c.ID, err)
+	}
+	return ReplaceFile(filepath.Join(s.ContainerDir(c.ID), "record.json"), append(data, '\n'), 0o600)
 }
 
 // GetContainer reads a container by exact id.
@@ -458,8 +465,18 @@ func writeJSON(path string, v any) error {
 }
 
 // WriteFileAtomic writes data to a temp file beside path, syncs it and
-// renames it over path.
+// renames it over path: for what must survive a power loss (images).
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return replaceFile(path, data, mode, true)
+}
+
+// ReplaceFile is WriteFileAtomic without the syncs: atomic for readers
+// and across a crash of the writer, for state that a reboot ends anyway.
+func ReplaceFile(path string, data []byte, mode os.FileMode) error {
+	return replaceFile(path, data, mode, false)
+}
+
+func replaceFile(path string, data []byte, mode os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -479,8 +496,10 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := f.Chmod(mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", path, err)
@@ -489,6 +508,9 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("rename %s: %w", path, err)
 	}
 	ok = true
+	if !durable {
+		return nil
+	}
 	return syncDir(dir)
 }
 
