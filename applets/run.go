@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bocker/bocker/container"
@@ -98,7 +99,7 @@ func readLimits() (limits, error) {
 	return limits{memBytes: mem * 1000 * 1000, shares: uint64(shares), pids: pids}, nil
 }
 
-var cpusetRe = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+var cpusetRe = lazyRegexp(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
 
 // applyOpts lets -m, --cpus, --cpuset-cpus and --pids-limit override the
 // script's variables.
@@ -124,7 +125,7 @@ func (l *limits) applyOpts(o *opts) error {
 		}
 	}
 	if v, ok := o.vals["cpuset-cpus"]; ok {
-		if !cpusetRe.MatchString(v) {
+		if !cpusetRe().MatchString(v) {
 			return fmt.Errorf("run: --cpuset-cpus %q: use a list like 0-2,4", v)
 		}
 		l.cpuset = v
@@ -239,7 +240,7 @@ func run(e *Env, args []string) error {
 	return nil
 }
 
-var hostnameRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$`)
+var hostnameRe = lazyRegexp(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$`)
 
 // parse checks every option that describes the container; nothing is
 // created until all of them are good.
@@ -286,7 +287,7 @@ func (r *runRequest) parse(o *opts) error {
 		return err
 	}
 	if h, ok := o.vals["h"]; ok {
-		if !hostnameRe.MatchString(h) {
+		if !hostnameRe().MatchString(h) {
 			return fmt.Errorf("run: --hostname %q: not a valid host name", h)
 		}
 		r.hostname = h
@@ -431,7 +432,7 @@ func parseVolume(v string) (specs.Mount, string, error) {
 	return specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: src, Options: opts}, src, nil
 }
 
-var tmpfsOptRe = regexp.MustCompile(`^(size=[0-9]+[kmgKMG%]?|mode=[0-7]{3,4}|uid=[0-9]+|gid=[0-9]+|nr_inodes=[0-9]+[kmg]?|ro|rw|exec|noexec|suid|nosuid|dev|nodev)$`)
+var tmpfsOptRe = lazyRegexp(`^(size=[0-9]+[kmgKMG%]?|mode=[0-7]{3,4}|uid=[0-9]+|gid=[0-9]+|nr_inodes=[0-9]+[kmg]?|ro|rw|exec|noexec|suid|nosuid|dev|nodev)$`)
 
 func parseTmpfs(v string) (specs.Mount, error) {
 	dst, optStr, _ := strings.Cut(v, ":")
@@ -441,7 +442,7 @@ func parseTmpfs(v string) (specs.Mount, error) {
 	opts := []string{"nosuid", "nodev", "noexec"}
 	if optStr != "" {
 		for _, op := range strings.Split(optStr, ",") {
-			if !tmpfsOptRe.MatchString(op) {
+			if !tmpfsOptRe().MatchString(op) {
 				return specs.Mount{}, fmt.Errorf("run: --tmpfs %q: unknown option %q", v, op)
 			}
 			opts = append(opts, op)
@@ -665,4 +666,11 @@ func updateContainer(st *store.Store, id string, f func(*store.Container)) error
 	}
 	f(c)
 	return st.PutContainer(c)
+}
+
+// lazyRegexp compiles on first use: every run re-executes this binary for
+// the container's init, and package-level compiles would cost each of
+// those execs (a {0,62} repeat alone is dozens of instructions).
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"sync"
 )
 
 // Defaults are the bash script's.
@@ -35,7 +36,7 @@ type Config struct {
 	StateDir string
 }
 
-var ifnameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+var ifnameRe = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
 
 // NewConfig checks a bridge name and a subnet (CIDR); empty strings take
 // the defaults. A subnet given by its network address has the bridge on
@@ -45,7 +46,7 @@ func NewConfig(bridge, subnet string) (*Config, error) {
 	if bridge == "" {
 		bridge = DefaultBridge
 	}
-	if !ifnameRe.MatchString(bridge) {
+	if !ifnameRe().MatchString(bridge) {
 		return nil, fmt.Errorf("bridge name %q: use at most 15 letters, digits, '_', '-' or '.'", bridge)
 	}
 	if subnet == "" {
@@ -130,4 +131,11 @@ func VethName(id string) string {
 		s = s[:12]
 	}
 	return "bk" + s
+}
+
+// lazyRegexp compiles on first use: every run re-executes this binary for
+// the container's init, and package-level compiles would cost each of
+// those execs (a {0,62} repeat alone is dozens of instructions).
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }
