@@ -1,13 +1,47 @@
 package applets
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	reg "github.com/bocker/bocker/registry"
+)
 
 func init() {
 	register(&Applet{Name: "pull", Help: "Pull an image from Docker Hub:", Usage: "<name> <tag>", Order: 2, Run: pull})
 }
 
-// pull keeps its place in the script's help; the registry client that
-// serves it is its own piece of work (issue: images from registries).
+// pull takes the script's `pull <name> <tag>` or one reference
+// (busybox:1.36, alpine@sha256:…, 127.0.0.1:5000/x:y).
 func pull(e *Env, args []string) error {
-	return errors.New("pull: not available in this build yet; use bocker init <directory>")
+	var ref string
+	switch len(args) {
+	case 1:
+		ref = args[0]
+	case 2:
+		ref = args[0] + ":" + args[1]
+	default:
+		return errors.New("usage: bocker pull <name> <tag> | bocker pull <reference>")
+	}
+	st, err := e.Store()
+	if err != nil {
+		return err
+	}
+	// Ctrl-C ends the downloads; what was half fetched stays in scratch
+	// directories that the next store GC removes.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	img, err := reg.Pull(ctx, st, ref, reg.Options{Progress: e.Stderr})
+	if errors.Is(err, reg.ErrNotFound) {
+		return noImage(ref)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "Created: %s\n", img.ID)
+	return nil
 }

@@ -44,6 +44,8 @@ type Image struct {
 	Layers  []string    `json:"layers"`
 	Config  ImageConfig `json:"config"`
 	Created time.Time   `json:"created"`
+	// Digest is the manifest digest of a pulled or loaded image.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Container states as kept in a record.
