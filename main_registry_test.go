@@ -196,7 +196,10 @@ func TestPullFromRegistry(t *testing.T) {
 		t.Errorf("images SOURCE: %q", out)
 	}
 
-	for _, bad := range []struct{ args []string; out string }{
+	for _, bad := range []struct {
+		args []string
+		out  string
+	}{
 		{[]string{"pull", reg.addr + "/multi", "nosuch"}, "No image named '" + reg.addr + "/multi:nosuch' exists\n"},
 		{[]string{"pull", reg.addr + "/nosuch:1"}, "No image named '" + reg.addr + "/nosuch:1' exists\n"},
 		{[]string{"pull", "BAD//ref"}, ""},
