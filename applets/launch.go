@@ -2,11 +2,9 @@ package applets
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sync"
@@ -232,73 +230,4 @@ func destroyFailed(st *store.Store, id string) {
 	if c, err := st.GetContainer(id); err == nil {
 		_ = destroyContainer(st, c)
 	}
-}
-
-// MonitorApplet is the hidden applet a detached container's monitor runs
-// as: `bocker ctr-monitor <id>`, in its own session, fd 3 a pipe to the
-// bocker that started it.
-const monitorApplet = "ctr-monitor"
-
-func init() {
-	register(&Applet{Name: monitorApplet, Run: monitor})
-}
-
-// spawnMonitor starts the monitor of a detached container and waits until
-// the container's command runs, or fails to.
-func spawnMonitor(st *store.Store, id string) error {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("create monitor pipe: %w", err)
-	}
-	defer r.Close()
-	cmd := exec.Command("/proc/self/exe", monitorApplet, id)
-	cmd.Args[0] = "bocker"
-	cmd.Env = append(os.Environ(), "BOCKER_ROOT="+st.Root)
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		return fmt.Errorf("start monitor: %w", err)
-	}
-	msg, _ := io.ReadAll(r)
-	if string(msg) == "ok" {
-		_ = cmd.Process.Release()
-		return nil
-	}
-	_ = cmd.Wait()
-	if len(msg) > 0 {
-		return errors.New(string(msg))
-	}
-	return errors.New("start container: its monitor exited")
-}
-
-func monitor(e *Env, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: bocker ctr-monitor <container_id>")
-	}
-	pipe := os.NewFile(3, "ready")
-	ready := func(err error) {
-		if err != nil {
-			_, _ = pipe.WriteString(err.Error())
-		} else {
-			_, _ = pipe.WriteString("ok")
-		}
-		pipe.Close()
-	}
-	st, err := e.Store()
-	if err != nil {
-		ready(err)
-		return err
-	}
-	lc, err := readLaunchConfig(st, args[0])
-	if err != nil {
-		ready(err)
-		return err
-	}
-	// Nothing of the starter's terminal: the container's output is its log.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-	_, _, err = launchContainer(st, args[0], lc, &attach{}, ready)
-	return err
 }
