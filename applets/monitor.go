@@ -125,7 +125,9 @@ func startMonitor(st *store.Store) error {
 	defer r.Close()
 	cmd := exec.Command("/proc/self/exe", monitorApplet)
 	cmd.Args[0] = "bocker"
-	cmd.Env = append(os.Environ(), "BOCKER_ROOT="+st.Root)
+	// One P: the monitor mostly sleeps, and every P costs it caches and
+	// threads.
+	cmd.Env = append(os.Environ(), "BOCKER_ROOT="+st.Root, "GOMAXPROCS=1")
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -148,6 +150,7 @@ func startMonitor(st *store.Store) error {
 
 type monitorServer struct {
 	root   string
+	l      *net.UnixListener
 	mu     sync.Mutex
 	active int
 }
@@ -172,9 +175,9 @@ func monitor(e *Env, args []string) error {
 	pipe.Close()
 	// Nothing of the starter's terminal: the containers' output is their log.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-	m := &monitorServer{root: st.Root}
+	m := &monitorServer{root: st.Root, l: l}
+	_ = l.SetDeadline(time.Now().Add(monitorIdle))
 	for {
-		_ = l.SetDeadline(time.Now().Add(monitorIdle))
 		conn, err := l.AcceptUnix()
 		if err != nil {
 			var ne net.Error
@@ -182,6 +185,7 @@ func monitor(e *Env, args []string) error {
 				if m.exitIfIdle(l) {
 					return nil
 				}
+				_ = l.SetDeadline(time.Now().Add(monitorIdle))
 				continue
 			}
 			return fmt.Errorf("monitor: accept: %w", err)
@@ -191,9 +195,17 @@ func monitor(e *Env, args []string) error {
 	}
 }
 
+// add counts watched containers. The accept loop only wakes to check
+// for idleness once there are none: while containers run, nothing in
+// the monitor runs but what they need.
 func (m *monitorServer) add(n int) {
 	m.mu.Lock()
 	m.active += n
+	if m.active == 0 {
+		_ = m.l.SetDeadline(time.Now().Add(monitorIdle))
+	} else {
+		_ = m.l.SetDeadline(time.Time{})
+	}
 	m.mu.Unlock()
 }
 
@@ -303,10 +315,17 @@ func checkPeer(conn *net.UnixConn) error {
 // cache should they be needed.
 func trimMemory() {
 	debug.FreeOSMemory()
-	exe, err := os.Readlink("/proc/self/exe")
+	// The binary is known by its inode: an upgrade may have replaced the
+	// path, and smaps then calls it "(deleted)".
+	fi, err := os.Stat("/proc/self/exe")
 	if err != nil {
 		return
 	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	inode := strconv.FormatUint(st.Ino, 10)
 	b, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return
@@ -325,7 +344,7 @@ func trimMemory() {
 			s, err1 := strconv.ParseUint(lo, 16, 64)
 			e, err2 := strconv.ParseUint(hi, 16, 64)
 			// Read-only, private, and the binary itself.
-			candidate = err1 == nil && err2 == nil && len(fields) == 6 && fields[5] == exe &&
+			candidate = err1 == nil && err2 == nil && len(fields) >= 6 && fields[4] == inode &&
 				fields[1][1] == '-' && fields[1][3] == 'p'
 			start, end = uintptr(s), uintptr(e)
 			continue
