@@ -437,3 +437,103 @@ func TestOOMKill(t *testing.T) {
 		t.Errorf("ps status after an OOM kill: %q", st.Status)
 	}
 }
+
+// One monitor watches every detached container of a store, records each
+// one's end on its own, takes concurrent starts, and leaves once it has
+// nothing to watch.
+func TestSharedMonitor(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	img := e.image()
+	monitorOf := func(id string) int {
+		var c []struct {
+			MonitorPid int `json:"monitor_pid"`
+		}
+		if err := json.Unmarshal([]byte(e.ok("inspect", id)), &c); err != nil || len(c) != 1 {
+			t.Fatalf("inspect %s: %v", id, err)
+		}
+		return c[0].MonitorPid
+	}
+	long := e.detach(img, "sleep 60")
+	ids := make([]string, 6)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := e.bk("run", "-d", "--network", "none", img, "echo hello; exit 3")
+			if r.code != 0 {
+				t.Errorf("concurrent run -d: exit %d: %q", r.code, r.out)
+				return
+			}
+			ids[i] = strings.TrimSpace(r.out)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	pid := monitorOf(long)
+	if pid == 0 || !processAlive(pid) {
+		t.Fatalf("monitor pid %d is not running", pid)
+	}
+	for _, id := range ids {
+		if r := e.bk("wait", id); r.out != "3\n" {
+			t.Errorf("wait %s: %q, want 3", id, r.out)
+		}
+		if got := monitorOf(id); got != pid {
+			t.Errorf("container %s watched by %d, want the shared monitor %d", id, got, pid)
+		}
+		if out := e.ok("logs", id); out != "hello\n" {
+			t.Errorf("logs %s: %q", id, out)
+		}
+	}
+	if st := e.psJSON()[long]; st.Status != "running" {
+		t.Errorf("the long container after the others ended: %q", st.Status)
+	}
+	e.ok("rm", "-f", long)
+	e.waitFor("the idle monitor to exit", func() bool { return !processAlive(pid) })
+	// And the next start brings a new one.
+	id := e.detach(img, "true")
+	if r := e.bk("wait", id); r.out != "0\n" {
+		t.Errorf("wait after a new monitor: %q", r.out)
+	}
+	if p := monitorOf(id); p == pid || p == 0 {
+		t.Errorf("new monitor pid %d (old %d)", p, pid)
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || err == syscall.EPERM
+}
+
+// The monitor's shared fate: killed with -9, it takes its containers with
+// it, and the next command finds them exited and removes them cleanly.
+func TestMonitorKilled(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	img := e.image()
+	a := e.detach(img, "sleep 60")
+	b := e.detach(img, "sleep 60")
+	var c []struct {
+		MonitorPid int `json:"monitor_pid"`
+		Pid        int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("inspect", a, b)), &c); err != nil || len(c) != 2 {
+		t.Fatalf("inspect: %v", err)
+	}
+	if err := syscall.Kill(c[0].MonitorPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the containers to die with their monitor", func() bool {
+		return !processAlive(c[0].Pid) && !processAlive(c[1].Pid)
+	})
+	for _, id := range []string{a, b} {
+		if st := e.psJSON()[id]; !strings.HasPrefix(st.Status, "exited") {
+			t.Errorf("%s after its monitor was killed: %q", id, st.Status)
+		}
+		e.ok("rm", id)
+		assertGone(t, id)
+	}
+}
