@@ -399,7 +399,7 @@ func TestBadRunOptions(t *testing.T) {
 		{"-w", "relative"}, {"--tmpfs", "relative"}, {"-p", "notaport"}, {"--network", "nosuch"},
 	} {
 		r := e.bk(append(append([]string{"run"}, bad...), img, "true")...)
-		if r.code == 0 || r.err == "" || strings.Count(strings.TrimSpace(r.err), "\n") != 0 {
+		if r.code != 125 || r.err == "" || strings.Count(strings.TrimSpace(r.err), "\n") != 0 {
 			t.Errorf("run %v: exit %d, stdout %q, stderr %q; want one line and a failure", bad, r.code, r.out, r.err)
 		}
 	}

@@ -250,7 +250,7 @@ func TestNetHTTPAndPorts(t *testing.T) {
 	// A published port is taken for the next run, at any address.
 	for _, p := range []string{"127.0.0.1:18080:80", "18080:80", "18093:81"} {
 		r := e.bk("run", "-p", p, img, "true")
-		if r.code != 1 || !strings.Contains(r.err, "already published") || strings.Count(r.err, "\n") != 1 {
+		if r.code != 125 || !strings.Contains(r.err, "already published") || strings.Count(r.err, "\n") != 1 {
 			t.Errorf("run -p %s while published: %+v", p, r)
 		}
 	}
@@ -431,7 +431,7 @@ func TestNetBadInput(t *testing.T) {
 		{[]string{"BOCKER_DNS=dns.example"}, nil, "BOCKER_DNS"},
 	} {
 		r := e.runEnv(c.vars, append(append([]string{"run"}, c.args...), img, "true")...)
-		if r.code != 1 || r.out != "" || strings.Count(r.err, "\n") != 1 || !strings.HasPrefix(r.err, "bocker: ") || !strings.Contains(r.err, c.want) {
+		if r.code != 125 || r.out != "" || strings.Count(r.err, "\n") != 1 || !strings.HasPrefix(r.err, "bocker: ") || !strings.Contains(r.err, c.want) {
 			t.Errorf("%v run %v: exit %d, stdout %q, stderr %q", c.vars, c.args, r.code, r.out, r.err)
 		}
 	}

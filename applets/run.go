@@ -19,8 +19,28 @@ import (
 )
 
 func init() {
-	register(&Applet{Name: "run", Help: "Create a container:", Usage: "<image_id> <command>", Order: 6, Run: run})
+	register(&Applet{Name: "run", Help: "Create a container:", Usage: "<image_id> <command>", Order: 6, Run: runApplet})
 }
+
+// runApplet gives bocker's own failures Docker's exit status 125, so a
+// caller can tell them from the command's 126, 127 and 128+N; the
+// script's messages keep their 1.
+func runApplet(e *Env, args []string) error {
+	err := run(e, args)
+	var se *ScriptError
+	var ee *ExitError
+	var coded interface{ ExitCode() int }
+	if err == nil || errors.As(err, &se) || errors.As(err, &ee) || errors.As(err, &coded) {
+		return err
+	}
+	return &ownError{err}
+}
+
+type ownError struct{ err error }
+
+func (e *ownError) Error() string { return e.err.Error() }
+func (e *ownError) Unwrap() error { return e.err }
+func (e *ownError) ExitCode() int { return 125 }
 
 // cgroupParent holds every container's cgroup; each container's cgroup
 // namespace is rooted here, so /proc/1/cgroup inside reads /ps_<id>, the
