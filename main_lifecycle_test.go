@@ -537,3 +537,30 @@ func TestMonitorKilled(t *testing.T) {
 		assertGone(t, id)
 	}
 }
+
+// exec -d returns at once and leaves the command running in the
+// container, its output nowhere, as docker exec -d does.
+func TestExecDetached(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	img := e.image()
+	id := e.detach(img, "sleep 60")
+	t0 := time.Now()
+	if out := e.ok("exec", "-d", id, "sh", "-c", "echo lost; sleep 1; echo done > /tmp/mark"); out != "" {
+		t.Errorf("exec -d printed %q", out)
+	}
+	if d := time.Since(t0); d > 900*time.Millisecond {
+		t.Errorf("exec -d took %v: it waited for the command", d)
+	}
+	if r := e.bk("exec", id, "cat", "/tmp/mark"); r.code == 0 {
+		t.Errorf("the mark exists before the command wrote it: %q", r.out)
+	}
+	e.waitFor("the detached command's mark", func() bool { return e.bk("exec", id, "cat", "/tmp/mark").out == "done\n" })
+	if r := e.bk("exec", "-d", "-t", id, "true"); r.code == 0 || strings.Count(strings.TrimSpace(r.err), "\n") != 0 {
+		t.Errorf("exec -d -t: %+v", r)
+	}
+	if r := e.bk("exec", "-d", id, "no-such-command"); r.code != 127 {
+		t.Errorf("exec -d of a missing command: exit %d, want 127", r.code)
+	}
+	e.ok("rm", "-f", id)
+}

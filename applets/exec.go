@@ -25,6 +25,7 @@ var execOptDefs = []optDef{
 	{[]string{"e", "env"}, optList},
 	{[]string{"w", "workdir"}, optValue},
 	{[]string{"u", "user"}, optValue},
+	{[]string{"d", "detach"}, optBool},
 }
 
 // execIn runs a command in a running container. Stdin is passed without
@@ -35,7 +36,11 @@ func execIn(e *Env, args []string) error {
 		return err
 	}
 	if len(args) < 1 {
-		return errors.New("usage: bocker exec [-it] [-e K=V] [-w DIR] [-u USER] <container_id> <command>")
+		return errors.New("usage: bocker exec [-d|-it] [-e K=V] [-w DIR] [-u USER] <container_id> <command>")
+	}
+	detach := o.bools["d"]
+	if detach && (o.bools["i"] || o.bools["t"]) {
+		return errors.New("exec: -d runs the command without a terminal or stdin; leave out -i and -t")
 	}
 	ref := args[0]
 	st, err := e.Store()
@@ -69,6 +74,13 @@ func execIn(e *Env, args []string) error {
 		cg = l
 	}
 	cfg := &container.ExecConfig{Pid: c.Pid, Process: proc, Cgroup: cg, Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr}
+	if detach {
+		// Nothing attached: once bocker exits, the container's PID 1
+		// inherits the command, as with docker exec -d.
+		cfg.Stdin, cfg.Stdout, cfg.Stderr = nil, nil, nil
+		_, err := container.Exec(cfg)
+		return err
+	}
 	var tty *ttySession
 	if proc.Terminal {
 		tty = newTTY(e.Stdin)
