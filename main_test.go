@@ -39,8 +39,8 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmpBase)
 	bin = filepath.Join(tmpBase, "bocker")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// As users build it: with the container helper embedded.
+	build := exec.Command("scripts/build", bin)
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build bocker: %v\n%s", err, out)
 		return 1
@@ -974,5 +974,18 @@ func TestNoShellNoCommand(t *testing.T) {
 	}
 	if len(e.containers()) != 0 {
 		t.Error("a failed run left a container")
+	}
+}
+
+// The code that runs inside a container while it is set up is the small
+// embedded helper, from a sealed memfd: nothing in the container can
+// reach bocker's file on the host through /proc/PID/exe.
+func TestHelperFromSealedMemfd(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	img := e.image()
+	out := e.ok("run", "--network", "none", "--init", img, "readlink /proc/1/exe; echo x >> /proc/1/exe 2>/dev/null || echo refused")
+	if out != "/memfd:bocker-ctr (deleted)\nrefused\n" {
+		t.Errorf("PID 1 under --init: %q", out)
 	}
 }

@@ -91,6 +91,10 @@ func Exec(cfg *ExecConfig) (*Process, error) {
 		defer consoleChild.Close()
 	}
 
+	path, err := helperPath()
+	if err != nil {
+		return nil, err
+	}
 	ch := make(chan result, 1)
 	go func() {
 		// Never unlocked: the thread ends with this goroutine, taking its
@@ -106,9 +110,10 @@ func Exec(cfg *ExecConfig) (*Process, error) {
 				return
 			}
 		}
-		// /proc/self/exe now resolves in the container's /proc, and names
-		// this same binary: the link points at the host inode.
-		cmd := exec.Command("/proc/self/exe")
+		// path (/proc/self/fd/N or /proc/self/exe) now resolves in the
+		// container's /proc, and still names the host's file: the link
+		// points at the inode, not at a path.
+		cmd := exec.Command(path)
 		cmd.Args = []string{ExecApplet}
 		cmd.Env = []string{}
 		cmd.Dir = "/"

@@ -308,7 +308,8 @@ func finish(p *specs.Process, args []string, hostname string, reaper bool) error
 		return err
 	}
 	if reaper {
-		// /proc/self/exe still names bocker's inode after pivot_root.
+		// /proc/self/exe still names this very program after pivot_root
+		// (bocker-ctr's memfd, or bocker).
 		args = append([]string{ReaperApplet, path}, args...)
 		path = "/proc/self/exe"
 	}

@@ -90,7 +90,11 @@ func Start(cfg *Config) (*Process, error) {
 			clone |= f
 		}
 	}
-	cmd := exec.Command("/proc/self/exe")
+	path, err := helperPath()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path)
 	cmd.Args = []string{InitApplet}
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: clone}
