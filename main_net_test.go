@@ -431,7 +431,13 @@ func TestNetBadInput(t *testing.T) {
 		{[]string{"BOCKER_DNS=dns.example"}, nil, "BOCKER_DNS"},
 	} {
 		r := e.runEnv(c.vars, append(append([]string{"run"}, c.args...), img, "true")...)
-		if r.code != 125 || r.out != "" || strings.Count(r.err, "\n") != 1 || !strings.HasPrefix(r.err, "bocker: ") || !strings.Contains(r.err, c.want) {
+		// Docker's options make it Docker's 125; the environment alone
+		// leaves the script's form and its 1.
+		want := 1
+		if len(c.args) > 0 {
+			want = 125
+		}
+		if r.code != want || r.out != "" || strings.Count(r.err, "\n") != 1 || !strings.HasPrefix(r.err, "bocker: ") || !strings.Contains(r.err, c.want) {
 			t.Errorf("%v run %v: exit %d, stdout %q, stderr %q", c.vars, c.args, r.code, r.out, r.err)
 		}
 	}

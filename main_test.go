@@ -969,7 +969,7 @@ func TestNoShellNoCommand(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644)
 	img := createdRe.FindStringSubmatch(e.ok("init", dir))[1]
 	r := e.bk("run", img)
-	if r.code != 125 || strings.Count(r.err, "\n") != 1 || !strings.Contains(r.err, "no command") {
+	if r.code != 1 || strings.Count(r.err, "\n") != 1 || !strings.Contains(r.err, "no command") {
 		t.Errorf("run of an image with no shell and no command: %+v", r)
 	}
 	if len(e.containers()) != 0 {

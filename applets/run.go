@@ -22,15 +22,19 @@ func init() {
 	register(&Applet{Name: "run", Help: "Create a container:", Usage: "<image_id> <command>", Order: 6, Run: runApplet})
 }
 
-// runApplet gives bocker's own failures Docker's exit status 125, so a
-// caller can tell them from the command's 126, 127 and 128+N; the
-// script's messages keep their 1.
+// runApplet gives bocker's own failures Docker's exit status 125 when
+// the run uses Docker's options, so a caller can tell them from the
+// command's 126, 127 and 128+N. The script's plain form keeps the
+// script's 1, and its messages always do.
 func runApplet(e *Env, args []string) error {
 	err := run(e, args)
 	var se *ScriptError
 	var ee *ExitError
 	var coded interface{ ExitCode() int }
 	if err == nil || errors.As(err, &se) || errors.As(err, &ee) || errors.As(err, &coded) {
+		return err
+	}
+	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
 		return err
 	}
 	return &ownError{err}
