@@ -286,6 +286,9 @@ func fetchLayer(ctx context.Context, st *store.Store, l v1.Layer, diffID string,
 		// The decompressor may stop before the compressed stream ends.
 		_, err = io.Copy(io.Discard, br)
 	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("download cut short: %w", err)
+	}
 	if err != nil {
 		prog.fail(want.String())
 		return fmt.Errorf("layer %s: %w", short(want.String()), err)
