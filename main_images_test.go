@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -282,4 +283,108 @@ func TestPush(t *testing.T) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, r.code, r.out, r.err)
 		}
 	}
+}
+
+// TestImagesJSON: the plain listing stays the script's two columns; the
+// JSON form is one object per line with size, created and digest.
+func TestImagesJSON(t *testing.T) {
+	reg := startRegistry(t)
+	e := newEnv(t)
+	local := e.image()
+	reg.push(t, "oci:"+writeLayout(t, baseImage(t, tarLayer(t, []tarEntry{{name: "five", body: "12345"}})), nil)+":t", "listed:1")
+	pulled := e.created("pull", reg.addr+"/listed:1")
+	if got, want := e.ok("images"), "IMAGE_ID\t\tSOURCE\n"+local+"\t\t"+rootfs+"\n"+pulled+"\t\t"+reg.addr+"/listed:1\n"; got != want {
+		t.Errorf("images: %q, want %q", got, want)
+	}
+	var rootSize int64
+	filepath.Walk(rootfs, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			rootSize += fi.Size()
+		}
+		return nil
+	})
+	out := e.ok("images", "--format", "json")
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("images --format json: %q", out)
+	}
+	type row struct {
+		ID, Source, Digest string
+		Created            string
+		Size               int64
+		Layers             int
+	}
+	var rows []row
+	for _, l := range lines {
+		var r row
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		rows = append(rows, r)
+	}
+	if r := rows[0]; r.ID != local || r.Source != rootfs || r.Digest != "" || r.Size != rootSize || r.Layers != 1 || r.Created == "" {
+		t.Errorf("local image row %+v, want size %d", r, rootSize)
+	}
+	if r := rows[1]; r.ID != pulled || !strings.HasPrefix(r.Digest, "sha256:") || r.Size != rootSize+5 || r.Layers != 2 {
+		t.Errorf("pulled image row %+v, want size %d", r, rootSize+5)
+	}
+	// Sizes are counted once and kept; they go with their layers.
+	if again := e.ok("images", "--format", "json"); again != out {
+		t.Errorf("second listing differs: %q", again)
+	}
+	for _, bad := range [][]string{{"images", "--format", "yaml"}, {"images", "extra"}, {"images", "--format"}} {
+		if r := e.bk(bad...); r.code != 1 || r.out != "" || strings.Count(r.err, "\n") != 1 {
+			t.Errorf("%v: exit %d, %q %q", bad, r.code, r.out, r.err)
+		}
+	}
+	e.ok("rm", pulled)
+	e.ok("rm", local)
+	if ents, _ := os.ReadDir(filepath.Join(e.root, "layers")); len(ents) != 0 {
+		t.Errorf("layers dir after rm of every image: %v", ents)
+	}
+}
+
+// TestPullAgain: a second pull of the same reference finds the image it
+// stored and prints its id, fast; scratch left by a killed pull goes.
+func TestPullAgain(t *testing.T) {
+	reg := startRegistry(t)
+	e := newEnv(t)
+	reg.push(t, "oci:"+writeLayout(t, baseImage(t), nil)+":t", "again:1")
+	// Scratch of a pull killed with -9: its pid is gone.
+	stale := filepath.Join(e.root, "tmp", "2147483646-1234")
+	if err := os.MkdirAll(filepath.Join(stale, "layer"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first := e.created("pull", reg.addr+"/again:1")
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("stale scratch dir survived a pull")
+	}
+	start := time.Now()
+	second := e.created("pull", reg.addr+"/again:1")
+	took := time.Since(start)
+	t.Logf("second pull: %v", took)
+	if second != first {
+		t.Errorf("second pull created %s, want the stored %s", second, first)
+	}
+	if took > 300*time.Millisecond {
+		t.Errorf("second pull took %v, want under 0.3 s", took)
+	}
+	if n := strings.Count(e.ok("images"), "\n"); n != 2 {
+		t.Errorf("%d lines in images after pulling one image twice", n)
+	}
+	// Another name for the same image is a record of its own.
+	if other := e.created("pull", reg.addr+"/again:1@"+e.digestOf(first)); other == first {
+		t.Errorf("a pull by digest reused the tag's record")
+	}
+}
+
+func (e *env) digestOf(id string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.root, "images", id+".json"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var rec struct{ Digest string }
+	json.Unmarshal(b, &rec)
+	return rec.Digest
 }

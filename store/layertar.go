@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,7 +72,38 @@ func (s *Store) FindLayer(diffID string) (string, bool) {
 	return target, true
 }
 
-// gcLayerNotes removes tar records and aliases of layers that are gone.
+// LayerSize is the bytes of file content in a stored layer, what
+// images --format json adds up; counted once, then kept beside it.
+func (s *Store) LayerSize(diffID string) (int64, error) {
+	p := filepath.Join(s.Root, "layers", ".size-"+LayerName(diffID))
+	if b, err := os.ReadFile(p); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			return n, nil
+		}
+	}
+	var n int64
+	err := filepath.WalkDir(s.LayerDir(diffID), func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("size of layer %s: %w", diffID, err)
+	}
+	// A lost race with GC leaves a note that the next GC removes.
+	_ = WriteFileAtomic(p, fmt.Appendf(nil, "%d\n", n), 0o600)
+	return n, nil
+}
+
+// gcLayerNotes removes tar records, sizes and aliases of layers that are gone.
 func (s *Store) gcLayerNotes() {
 	ents, err := os.ReadDir(filepath.Join(s.Root, "layers"))
 	if err != nil {
@@ -80,8 +112,9 @@ func (s *Store) gcLayerNotes() {
 	for _, e := range ents {
 		p := filepath.Join(s.Root, "layers", e.Name())
 		switch {
-		case strings.HasPrefix(e.Name(), ".tar-"):
-			if !s.HasLayer(strings.TrimPrefix(e.Name(), ".tar-")) {
+		case strings.HasPrefix(e.Name(), ".tar-"), strings.HasPrefix(e.Name(), ".size-"):
+			_, id, _ := strings.Cut(e.Name(), "-")
+			if !s.HasLayer(id) {
 				_ = os.Remove(p)
 			}
 		case strings.HasPrefix(e.Name(), ".alias-"):
