@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,11 +60,12 @@ type Options struct {
 // plus BOCKER_INSECURE_REGISTRIES (comma or space separated host[:port]).
 func insecureHost(host string) bool {
 	h := host
-	if i := strings.LastIndex(h, ":"); i >= 0 && !strings.HasSuffix(h, "]") {
-		h = h[:i]
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
 	}
 	h = strings.Trim(h, "[]")
-	if h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.") {
+	// An address, not a prefix: 127.0.0.1.example.com is a public name.
+	if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
 		return true
 	}
 	for _, s := range strings.FieldsFunc(os.Getenv("BOCKER_INSECURE_REGISTRIES"), func(r rune) bool { return r == ',' || r == ' ' }) {
