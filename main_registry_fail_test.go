@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +162,39 @@ func TestRegistryFailures(t *testing.T) {
 			e.nothingStored(c.name)
 		})
 	}
+	// A pull killed with -9 halfway (here: stalled on a blob) leaves
+	// scratch only, which the next pull removes as it completes.
+	t.Run("killed pull", func(t *testing.T) {
+		e := newEnv(t)
+		c := e.cmd(nil, "pull", addr+"/stallblob:1")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			ents, _ := os.ReadDir(filepath.Join(e.root, "tmp"))
+			if len(ents) > 0 {
+				break
+			}
+			if i > 200 {
+				t.Fatal("the pull made no scratch dir")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		c.Process.Kill()
+		c.Wait()
+		for _, d := range []string{"images", "layers"} {
+			if ents, _ := os.ReadDir(filepath.Join(e.root, d)); len(ents) != 0 {
+				t.Errorf("killed pull left %s", d)
+			}
+		}
+		id := e.created("pull", addr+"/good:1")
+		if ents, _ := os.ReadDir(filepath.Join(e.root, "tmp")); len(ents) != 0 {
+			t.Errorf("scratch of the killed pull survived the next pull")
+		}
+		e.ok("rm", id)
+		e.nothingStored("rm after the killed pull")
+	})
 	if r := e.runEnv([]string{"BOCKER_PULL_TIMEOUT=soon"}, "pull", addr+"/good:1"); r.code != 1 || !strings.Contains(r.err, "BOCKER_PULL_TIMEOUT") {
 		t.Errorf("bad BOCKER_PULL_TIMEOUT: exit %d, %q", r.code, r.err)
 	}
