@@ -1,6 +1,7 @@
 package applets
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -57,6 +58,17 @@ func initImage(e *Env, args []string) error {
 }
 
 func images(e *Env, args []string) error {
+	o, rest, err := parseOpts("images", args, []optDef{{[]string{"format"}, optValue}})
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return errors.New("usage: bocker images [--format json]")
+	}
+	format := o.vals["format"]
+	if format != "" && format != "json" {
+		return fmt.Errorf("images: --format %q: use json", format)
+	}
 	st, err := e.Store()
 	if err != nil {
 		return err
@@ -65,9 +77,42 @@ func images(e *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if format == "json" {
+		// One object per line, as docker images --format json prints.
+		for _, img := range imgs {
+			var size int64
+			for _, l := range img.Layers {
+				n, err := st.LayerSize(l)
+				if err != nil {
+					return err
+				}
+				size += n
+			}
+			b, err := json.Marshal(imageRow{
+				ID: img.ID, Source: img.Source, Created: img.Created, Digest: img.Digest,
+				Size: size, Layers: len(img.Layers),
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.Stdout, "%s\n", b)
+		}
+		return nil
+	}
 	fmt.Fprint(e.Stdout, "IMAGE_ID\t\tSOURCE\n")
 	for _, img := range imgs {
 		fmt.Fprintf(e.Stdout, "%s\t\t%s\n", img.ID, img.Source)
 	}
 	return nil
+}
+
+// imageRow is one line of images --format json. Size is bytes of file
+// content in the image's layers, counted once per layer.
+type imageRow struct {
+	ID      string    `json:"id"`
+	Source  string    `json:"source"`
+	Created time.Time `json:"created"`
+	Digest  string    `json:"digest,omitempty"`
+	Size    int64     `json:"size"`
+	Layers  int       `json:"layers"`
 }

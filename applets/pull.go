@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	reg "github.com/bocker/bocker/registry"
 )
@@ -27,6 +28,10 @@ func pull(e *Env, args []string) error {
 	default:
 		return errors.New("usage: bocker pull <name> <tag> | bocker pull <reference>")
 	}
+	o, err := netOptions(e)
+	if err != nil {
+		return err
+	}
 	st, err := e.Store()
 	if err != nil {
 		return err
@@ -35,7 +40,7 @@ func pull(e *Env, args []string) error {
 	// directories that the next store GC removes.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	img, err := reg.Pull(ctx, st, ref, reg.Options{Progress: e.Stderr})
+	img, err := reg.Pull(ctx, st, ref, o)
 	if errors.Is(err, reg.ErrNotFound) {
 		return noImage(ref)
 	}
@@ -44,4 +49,19 @@ func pull(e *Env, args []string) error {
 	}
 	fmt.Fprintf(e.Stdout, "Created: %s\n", img.ID)
 	return nil
+}
+
+// netOptions are the registry options of pull and push:
+// BOCKER_PULL_TIMEOUT (a duration, default 30s) is how long a registry
+// may send nothing before the transfer is given up.
+func netOptions(e *Env) (reg.Options, error) {
+	o := reg.Options{Progress: e.Stderr}
+	if v := os.Getenv("BOCKER_PULL_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("BOCKER_PULL_TIMEOUT=%q: want a duration such as 30s", v)
+		}
+		o.Idle = d
+	}
+	return o, nil
 }

@@ -49,7 +49,11 @@ func (pr *progress) present(diffID string) {
 // track wraps a layer's download so the bytes move its bar.
 func (pr *progress) track(digest string, size int64, r io.Reader) io.Reader {
 	if pr.p == nil {
-		pr.line("%s: downloading %s", short(digest), human(size))
+		if size <= 0 {
+			pr.line("%s: extracting", short(digest))
+		} else {
+			pr.line("%s: downloading %s", short(digest), human(size))
+		}
 		return r
 	}
 	b := pr.p.AddBar(size,

@@ -14,10 +14,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,17 +46,26 @@ type Options struct {
 	Idle time.Duration
 	// Jobs is how many layers download at once (default 4).
 	Jobs int
+	// Uncompressed reads layers through Uncompressed and checks them
+	// against the config's diff IDs only: for archives, whose layers
+	// have no digest of their own to check, and where asking for one
+	// would compress every layer just to hash it.
+	Uncompressed bool
+	// Digest is recorded as the image's digest instead of img.Digest(),
+	// which for an archive may mean compressing every layer.
+	Digest string
 }
 
 // insecureHosts are the registries plain http may reach: loopback always,
 // plus BOCKER_INSECURE_REGISTRIES (comma or space separated host[:port]).
 func insecureHost(host string) bool {
 	h := host
-	if i := strings.LastIndex(h, ":"); i >= 0 && !strings.HasSuffix(h, "]") {
-		h = h[:i]
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
 	}
 	h = strings.Trim(h, "[]")
-	if h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.") {
+	// An address, not a prefix: 127.0.0.1.example.com is a public name.
+	if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
 		return true
 	}
 	for _, s := range strings.FieldsFunc(os.Getenv("BOCKER_INSECURE_REGISTRIES"), func(r rune) bool { return r == ',' || r == ' ' }) {
@@ -134,15 +146,26 @@ func Pull(ctx context.Context, st *store.Store, refStr string, o Options) (*stor
 }
 
 // Store puts a go-containerregistry image (from a registry or an archive)
-// into the store under source.
+// into the store under source. An image already stored under the same
+// source and digest, with the same layers, is returned as it is: pulling
+// what is here changes nothing.
 func Store(ctx context.Context, st *store.Store, img v1.Image, source string, o Options) (*store.Image, error) {
+	// Scratch directories of pulls that were killed go first, so a
+	// host that pulls often does not fill up with them.
+	if err := st.GCTemp(); err != nil {
+		return nil, err
+	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("read image config of %s: %w", source, err)
 	}
-	digest, err := img.Digest()
-	if err != nil {
-		return nil, fmt.Errorf("digest of %s: %w", source, err)
+	digest := o.Digest
+	if digest == "" && !o.Uncompressed {
+		d, err := img.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("digest of %s: %w", source, err)
+		}
+		digest = d.String()
 	}
 	layers, err := img.Layers()
 	if err != nil {
@@ -159,14 +182,21 @@ func Store(ctx context.Context, st *store.Store, img v1.Image, source string, o 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	diffIDs := make([]string, len(layers))
+	fetching := map[string]bool{}
 	for i, l := range layers {
 		diffIDs[i] = cfg.RootFS.DiffIDs[i].String()
-		if st.HasLayer(diffIDs[i]) {
+		if have, ok := st.FindLayer(diffIDs[i]); ok {
 			prog.present(diffIDs[i])
+			diffIDs[i] = have
 			continue
 		}
+		// An image may hold one layer twice: fetch it once.
+		if fetching[diffIDs[i]] {
+			continue
+		}
+		fetching[diffIDs[i]] = true
 		i, l := i, l
-		g.Go(func() error { return fetchLayer(gctx, st, l, diffIDs[i], prog) })
+		g.Go(func() error { return fetchLayer(gctx, st, l, diffIDs[i], prog, o.Uncompressed) })
 	}
 	err = g.Wait()
 	prog.wait()
@@ -185,14 +215,24 @@ func Store(ctx context.Context, st *store.Store, img v1.Image, source string, o 
 			return nil, fmt.Errorf("layer %s vanished during the pull; pull again", short(d))
 		}
 	}
-	created := time.Now().UTC()
+	conf := store.ImageConfig{
+		Env: cfg.Config.Env, Entrypoint: cfg.Config.Entrypoint, Cmd: cfg.Config.Cmd,
+		WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
+	}
+	if digest != "" {
+		imgs, err := st.Images()
+		if err != nil {
+			return nil, err
+		}
+		for _, old := range imgs {
+			if old.Source == source && old.Digest == digest && slices.Equal(old.Layers, diffIDs) && reflect.DeepEqual(old.Config, conf) {
+				return old, nil
+			}
+		}
+	}
 	rec := &store.Image{
-		ID: store.NewID("img_"), Source: source, Layers: diffIDs, Created: created,
-		Digest: digest.String(),
-		Config: store.ImageConfig{
-			Env: cfg.Config.Env, Entrypoint: cfg.Config.Entrypoint, Cmd: cfg.Config.Cmd,
-			WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
-		},
+		ID: store.NewID("img_"), Source: source, Layers: diffIDs, Created: time.Now().UTC(),
+		Digest: digest, Config: conf,
 	}
 	if err := st.PutImage(rec); err != nil {
 		return nil, err
@@ -211,12 +251,7 @@ func short(d string) string {
 // fetchLayer streams one layer: compressed bytes hashed against the
 // manifest's digest, decompressed and extracted as they arrive, the
 // extracted stream hashed against the config's diff ID.
-func fetchLayer(ctx context.Context, st *store.Store, l v1.Layer, diffID string, prog *progress) error {
-	want, err := l.Digest()
-	if err != nil {
-		return fmt.Errorf("layer digest: %w", err)
-	}
-	size, _ := l.Size()
+func fetchLayer(ctx context.Context, st *store.Store, l v1.Layer, diffID string, prog *progress, uncompressed bool) error {
 	tmp, err := st.TempDir()
 	if err != nil {
 		return err
@@ -226,6 +261,14 @@ func fetchLayer(ctx context.Context, st *store.Store, l v1.Layer, diffID string,
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("create layer dir: %w", err)
 	}
+	if uncompressed {
+		return unpackUncompressed(ctx, st, l, dir, diffID, prog)
+	}
+	want, err := l.Digest()
+	if err != nil {
+		return fmt.Errorf("layer digest: %w", err)
+	}
+	size, _ := l.Size()
 	rc, err := l.Compressed()
 	if err != nil {
 		return fmt.Errorf("fetch layer %s: %w", short(want.String()), err)
@@ -245,6 +288,9 @@ func fetchLayer(ctx context.Context, st *store.Store, l v1.Layer, diffID string,
 		// The decompressor may stop before the compressed stream ends.
 		_, err = io.Copy(io.Discard, br)
 	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("download cut short: %w", err)
+	}
 	if err != nil {
 		prog.fail(want.String())
 		return fmt.Errorf("layer %s: %w", short(want.String()), err)
@@ -257,6 +303,30 @@ func fetchLayer(ctx context.Context, st *store.Store, l v1.Layer, diffID string,
 		prog.fail(want.String())
 		return fmt.Errorf("layer %s: content has diff ID %s, the config says %s: refused", short(want.String()), got, diffID)
 	}
+	return commit(st, dir, diffID, want.String(), prog)
+}
+
+// unpackUncompressed extracts a layer of an archive, whose one check is
+// that its content has the config's diff ID.
+func unpackUncompressed(ctx context.Context, st *store.Store, l v1.Layer, dir, diffID string, prog *progress) error {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return fmt.Errorf("read layer %s: %w", short(diffID), err)
+	}
+	defer rc.Close()
+	got, err := layer.Unpack(prog.track(diffID, 0, ctxReader{ctx, rc}), dir)
+	if err != nil {
+		prog.fail(diffID)
+		return fmt.Errorf("layer %s: %w", short(diffID), err)
+	}
+	if got != diffID {
+		prog.fail(diffID)
+		return fmt.Errorf("layer %s: content has diff ID %s: refused", short(diffID), got)
+	}
+	return commit(st, dir, diffID, diffID, prog)
+}
+
+func commit(st *store.Store, dir, diffID, label string, prog *progress) error {
 	unlock, err := st.Lock()
 	if err != nil {
 		return err
@@ -265,7 +335,7 @@ func fetchLayer(ctx context.Context, st *store.Store, l v1.Layer, diffID string,
 	if err := st.CommitLayer(dir, diffID); err != nil {
 		return err
 	}
-	prog.done(want.String())
+	prog.done(label)
 	return nil
 }
 

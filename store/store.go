@@ -437,6 +437,13 @@ func (s *Store) GC() error {
 			}
 		}
 	}
+	s.gcLayerNotes()
+	return s.GCTemp()
+}
+
+// GCTemp removes scratch directories whose creator is gone. It needs no
+// lock: a live creator's directories are never touched.
+func (s *Store) GCTemp() error {
 	tmps, err := s.list("tmp", "")
 	if err != nil {
 		return err
