@@ -61,11 +61,13 @@ func commit(e *Env, args []string) error {
 	}
 	_, err = st.GetImage(target)
 	replaced := err == nil
+	conf := c.Config
+	conf.Created = time.Time{} // built now, not when its base was
 	img := &store.Image{
 		ID:      target,
 		Source:  c.Source,
 		Layers:  append(append([]string(nil), c.Layers...), diffID),
-		Config:  c.Config,
+		Config:  conf,
 		Created: time.Now().UTC(),
 	}
 	// One atomic write replaces the old record: a crash leaves the old

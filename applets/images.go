@@ -88,8 +88,14 @@ func images(e *Env, args []string) error {
 				}
 				size += n
 			}
+			// As docker images: when it was built, which for a pulled or
+			// loaded image is its config's time, not its arrival here.
+			created := img.Created
+			if !img.Config.Created.IsZero() {
+				created = img.Config.Created
+			}
 			b, err := json.Marshal(imageRow{
-				ID: img.ID, Source: img.Source, Created: img.Created, Digest: img.Digest,
+				ID: img.ID, Source: img.Source, Created: created, Digest: img.Digest,
 				Size: size, Layers: len(img.Layers),
 			})
 			if err != nil {

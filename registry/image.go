@@ -83,10 +83,14 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // gzipped when compress is set) and its config carries the record's
 // Env, Entrypoint, Cmd, WorkingDir and User.
 func Image(st *store.Store, rec *store.Image, compress bool) (v1.Image, error) {
+	created := rec.Config.Created
+	if created.IsZero() {
+		created = rec.Created // made here: by init or commit
+	}
 	cf := &v1.ConfigFile{
 		Architecture: runtime.GOARCH,
 		OS:           "linux",
-		Created:      v1.Time{Time: rec.Created},
+		Created:      v1.Time{Time: created},
 		Config: v1.Config{
 			Env: rec.Config.Env, Entrypoint: rec.Config.Entrypoint, Cmd: rec.Config.Cmd,
 			WorkingDir: rec.Config.WorkingDir, User: rec.Config.User,
@@ -113,7 +117,7 @@ func Image(st *store.Store, rec *store.Image, compress bool) (v1.Image, error) {
 				return nil, fmt.Errorf("layer %s: %w", short(d), err)
 			}
 		}
-		adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Created: v1.Time{Time: rec.Created}, CreatedBy: "bocker"}})
+		adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "bocker"}})
 	}
 	img, err = mutate.Append(img, adds...)
 	if err != nil {

@@ -218,6 +218,7 @@ func Store(ctx context.Context, st *store.Store, img v1.Image, source string, o 
 	conf := store.ImageConfig{
 		Env: cfg.Config.Env, Entrypoint: cfg.Config.Entrypoint, Cmd: cfg.Config.Cmd,
 		WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
+		Created: cfg.Created.Time.UTC(),
 	}
 	if digest != "" {
 		imgs, err := st.Images()

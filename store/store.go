@@ -35,6 +35,9 @@ type ImageConfig struct {
 	Cmd        []string `json:"Cmd,omitempty"`
 	WorkingDir string   `json:"WorkingDir,omitempty"`
 	User       string   `json:"User,omitempty"`
+	// Created is when the image was built, as its config says; the
+	// record's own Created is when it came into this store.
+	Created time.Time `json:"Created,omitzero"`
 }
 
 // Image is an image record: an ordered list of layers, base first.
