@@ -43,3 +43,18 @@ func DefaultFor(caps []string) *specs.LinuxSeccomp {
 	}
 	return s
 }
+
+// FromJSON reads a profile in Docker's format (what `docker run
+// --security-opt seccomp=FILE` takes: the runtime spec's fields plus
+// archMap and rules conditional on capabilities, architecture and
+// kernel) for a container whose bounding set is caps.
+func FromJSON(data []byte, caps []string) (*specs.LinuxSeccomp, error) {
+	rs := &specs.Spec{Process: &specs.Process{
+		Capabilities: &specs.LinuxCapabilities{Bounding: caps},
+	}}
+	s, err := profiles.LoadProfile(string(data), rs)
+	if err != nil {
+		return nil, fmt.Errorf("read seccomp profile: %w", err)
+	}
+	return s, nil
+}
