@@ -485,12 +485,15 @@ func ExecInit() {
 	runtime.LockOSThread()
 	cfgPipe := os.NewFile(fdConfig, "config")
 	status := os.NewFile(fdStatus, "status")
-	var p specs.Process
-	if err := readMsg(cfgPipe, &p); err != nil {
+	var m execMsg
+	if err := readMsg(cfgPipe, &m); err != nil {
 		fail(status, fmt.Errorf("read exec config: %w", err))
 	}
 	cfgPipe.Close()
-	if err := finish(&p, p.Args, "", false, nil); err != nil {
+	if m.Process == nil {
+		fail(status, errors.New("exec config without a process"))
+	}
+	if err := finish(m.Process, m.Process.Args, "", false, m.Seccomp); err != nil {
 		fail(status, err)
 	}
 }
