@@ -1,10 +1,10 @@
 package seccomp
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -146,7 +146,9 @@ var knownOps = []specs.LinuxSeccompOperator{
 
 // collect gathers the rules of s that name a syscall of arch, by number.
 func collect(s *specs.LinuxSeccomp, arch *archInfo, def uint32) ([]*call, error) {
-	byNr := map[uint32]*call{}
+	// One entry per syscall named; Docker's profile names about 400.
+	byNr := make(map[uint32]*call, len(arch.syscalls))
+	pool := make([]call, 0, len(arch.syscalls))
 	for _, sc := range s.Syscalls {
 		act, err := action(sc.Action, sc.ErrnoRet)
 		if err != nil {
@@ -180,7 +182,11 @@ func collect(s *specs.LinuxSeccomp, arch *archInfo, def uint32) ([]*call, error)
 			}
 			c := byNr[nr]
 			if c == nil {
-				c = &call{nr: nr, fallback: def}
+				if len(pool) == cap(pool) {
+					pool = make([]call, 0, 16) // earlier calls keep the old array
+				}
+				pool = append(pool, call{nr: nr, fallback: def})
+				c = &pool[len(pool)-1]
 				byNr[nr] = c
 			}
 			if rules == nil {
@@ -201,7 +207,7 @@ func collect(s *specs.LinuxSeccomp, arch *archInfo, def uint32) ([]*call, error)
 		}
 		calls = append(calls, c)
 	}
-	sort.Slice(calls, func(i, j int) bool { return calls[i].nr < calls[j].nr })
+	slices.SortFunc(calls, func(a, b *call) int { return cmp.Compare(a.nr, b.nr) })
 	return calls, nil
 }
 
