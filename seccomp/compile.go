@@ -63,6 +63,9 @@ func Compile(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 }
 
 func compile(s *specs.LinuxSeccomp, known []*archInfo) ([]unix.SockFilter, error) {
+	if s == nil {
+		return nil, errors.New("no seccomp profile to compile")
+	}
 	if len(known) == 0 {
 		return nil, fmt.Errorf("seccomp on this architecture: %w", ErrUnsupported)
 	}

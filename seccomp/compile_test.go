@@ -409,6 +409,9 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%+v compiled", s)
 		}
 	}
+	if _, err := Compile(nil); err == nil {
+		t.Error("nil profile compiled")
+	}
 	_, err := Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActNotify})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Errorf("notify: %v, want ErrUnsupported", err)
