@@ -11,6 +11,7 @@ import (
 
 	"github.com/bocker/bocker/cgroup"
 	"github.com/bocker/bocker/container"
+	"github.com/bocker/bocker/seccomp"
 	"github.com/bocker/bocker/store"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -61,7 +62,7 @@ func execIn(e *Env, args []string) error {
 	if len(args) < 2 {
 		return errors.New("exec: no command given")
 	}
-	proc, err := execProcess(st, c, o, args[1:])
+	proc, sc, err := execProcess(st, c, o, args[1:])
 	if err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func execIn(e *Env, args []string) error {
 		}
 		cg = l
 	}
-	cfg := &container.ExecConfig{Pid: c.Pid, Process: proc, Cgroup: cg, Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr}
+	cfg := &container.ExecConfig{Pid: c.Pid, Process: proc, Seccomp: sc, Cgroup: cg, Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr}
 	if detach {
 		// Nothing attached: once bocker exits, the container's PID 1
 		// inherits the command, as with docker exec -d.
@@ -126,8 +127,9 @@ func execIn(e *Env, args []string) error {
 }
 
 // execProcess is the container's own process settings (environment,
-// directory, user) with exec's options on top, as docker exec does.
-func execProcess(st *store.Store, c *store.Container, o *opts, argv []string) (*specs.Process, error) {
+// directory, user, capabilities, no_new_privs, seccomp filter) with
+// exec's options on top, as docker exec does.
+func execProcess(st *store.Store, c *store.Container, o *opts, argv []string) (*specs.Process, *specs.LinuxSeccomp, error) {
 	caps := append([]string(nil), container.DefaultCaps...)
 	p := &specs.Process{
 		Args: argv,
@@ -138,14 +140,22 @@ func execProcess(st *store.Store, c *store.Container, o *opts, argv []string) (*
 		},
 		Terminal: o.bools["t"],
 	}
+	// Without a launch config (a container from an older bocker) the
+	// defaults of run apply.
+	sc := seccomp.DefaultFor(caps)
 	if lc, err := readLaunchConfig(st, c.ID); err == nil && lc.Spec != nil && lc.Spec.Process != nil {
 		p.User = lc.Spec.Process.User
 		p.Capabilities = lc.Spec.Process.Capabilities
+		p.NoNewPrivileges = lc.Spec.Process.NoNewPrivileges
+		sc = nil
+		if lc.Spec.Linux != nil {
+			sc = lc.Spec.Linux.Seccomp
+		}
 	}
 	for _, kv := range o.lists["e"] {
 		k, _, hasVal := strings.Cut(kv, "=")
 		if k == "" || strings.ContainsAny(k, " \t\n") {
-			return nil, fmt.Errorf("exec: -e %q: expected NAME=value", kv)
+			return nil, nil, fmt.Errorf("exec: -e %q: expected NAME=value", kv)
 		}
 		if !hasVal {
 			v, ok := os.LookupEnv(k)
@@ -161,16 +171,16 @@ func execProcess(st *store.Store, c *store.Container, o *opts, argv []string) (*
 	}
 	if w, ok := o.vals["w"]; ok {
 		if !filepath.IsAbs(w) {
-			return nil, fmt.Errorf("exec: -w %q: the working directory must be an absolute path", w)
+			return nil, nil, fmt.Errorf("exec: -w %q: the working directory must be an absolute path", w)
 		}
 		p.Cwd = filepath.Clean(w)
 	}
 	if u, ok := o.vals["u"]; ok {
 		usr, err := parseUser("exec", u)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		p.User = usr
 	}
-	return p, nil
+	return p, sc, nil
 }

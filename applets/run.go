@@ -71,6 +71,7 @@ var runOptDefs = []optDef{
 	{[]string{"pids-limit"}, optValue},
 	{[]string{"p", "publish"}, optList},
 	{[]string{"network", "net"}, optValue},
+	{[]string{"security-opt"}, optList},
 }
 
 // limits are the resource settings, from BOCKER_* variables (or the
@@ -200,6 +201,7 @@ type runRequest struct {
 	hostDirs []string // volume sources to create
 	network  string
 	ports    []string
+	security security
 	o        *opts
 }
 
@@ -338,6 +340,9 @@ func (r *runRequest) parse(o *opts) error {
 		r.mounts = append(r.mounts, m)
 	}
 	if err := r.parseNetwork(o); err != nil {
+		return err
+	}
+	if r.security, err = parseSecurityOpts(o.lists["security-opt"]); err != nil {
 		return err
 	}
 	if o.bools["t"] && o.bools["d"] && o.bools["i"] {
@@ -550,6 +555,7 @@ func createContainer(st *store.Store, r *runRequest) (*store.Container, *launchC
 	if spec.Process.Terminal && !hasEnv(r.env, "TERM") {
 		spec.Process.Env = append(spec.Process.Env, "TERM=xterm")
 	}
+	r.security.apply(spec)
 	spec.Linux.CgroupsPath = c.Cgroup
 	spec.Linux.Resources = r.lim.resources()
 	if r.network == "host" {

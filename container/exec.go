@@ -15,8 +15,10 @@ import (
 
 // ExecConfig describes a process to run inside a running container.
 type ExecConfig struct {
-	Pid            int // the container's init, whose namespaces we join
-	Process        *specs.Process
+	Pid     int // the container's init, whose namespaces we join
+	Process *specs.Process
+	// Seccomp is the container's filter, loaded as run's init loads it.
+	Seccomp        *specs.LinuxSeccomp
 	Cgroup         Cgroup
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -32,6 +34,12 @@ var execNamespaces = []struct {
 }{
 	{"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"net", unix.CLONE_NEWNET},
 	{"pid", unix.CLONE_NEWPID}, {"cgroup", unix.CLONE_NEWCGROUP}, {"mnt", unix.CLONE_NEWNS},
+}
+
+// execMsg is what Exec sends the exec child.
+type execMsg struct {
+	Process *specs.Process      `json:"process"`
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
 
 // Exec starts cfg.Process inside the container of cfg.Pid. It joins the
@@ -148,7 +156,7 @@ func Exec(cfg *ExecConfig) (*Process, error) {
 			return abort(err)
 		}
 	}
-	if err := writeMsg(cfgW, cfg.Process); err != nil {
+	if err := writeMsg(cfgW, execMsg{Process: cfg.Process, Seccomp: cfg.Seccomp}); err != nil {
 		return abort(fmt.Errorf("send exec config: %w", err))
 	}
 	cfgW.Close()

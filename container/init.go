@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bocker/bocker/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -134,7 +135,11 @@ func Init() {
 			args = cfg.FallbackArgs
 		}
 	}
-	if err := finish(cfg.Spec.Process, args, cfg.Spec.Hostname, cfg.Reaper); err != nil {
+	var sc *specs.LinuxSeccomp
+	if cfg.Spec.Linux != nil {
+		sc = cfg.Spec.Linux.Seccomp
+	}
+	if err := finish(cfg.Spec.Process, args, cfg.Spec.Hostname, cfg.Reaper, sc); err != nil {
 		fail(status, err)
 	}
 }
@@ -275,8 +280,9 @@ func loopbackUp() error {
 }
 
 // finish turns this thread into the user's process: hostname, working
-// directory, user, capabilities, then execve. Shared by run and exec.
-func finish(p *specs.Process, args []string, hostname string, reaper bool) error {
+// directory, user, capabilities, the seccomp filter sc (if any), then
+// execve. Shared by run and exec.
+func finish(p *specs.Process, args []string, hostname string, reaper bool, sc *specs.LinuxSeccomp) error {
 	if p.Terminal {
 		if err := setupConsole(); err != nil {
 			return err
@@ -327,6 +333,15 @@ func finish(p *specs.Process, args []string, hostname string, reaper bool) error
 			return err
 		}
 	}
+	if sc != nil && !p.NoNewPrivileges {
+		// Without no_new_privs installing a filter takes CAP_SYS_ADMIN:
+		// load it while we still hold it (runc does the same). The filter
+		// must then allow setgroups, setresuid, capset, prctl and execve,
+		// as Docker's does.
+		if err := seccomp.Load(sc, false); err != nil {
+			return err
+		}
+	}
 	if err := setUser(p.User); err != nil {
 		return err
 	}
@@ -349,6 +364,13 @@ func finish(p *specs.Process, args []string, hostname string, reaper bool) error
 	// status pipe is already close-on-exec.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("close inherited files: %w", err)
+	}
+	if sc != nil && p.NoNewPrivileges {
+		// no_new_privs is set: load as late as possible, so that the
+		// filter sees nothing of ours but execve.
+		if err := seccomp.Load(sc, false); err != nil {
+			return err
+		}
 	}
 	if err := unix.Exec(path, args, p.Env); err != nil {
 		return &ExecError{Cmd: args[0], Err: err}
@@ -464,12 +486,15 @@ func ExecInit() {
 	runtime.LockOSThread()
 	cfgPipe := os.NewFile(fdConfig, "config")
 	status := os.NewFile(fdStatus, "status")
-	var p specs.Process
-	if err := readMsg(cfgPipe, &p); err != nil {
+	var m execMsg
+	if err := readMsg(cfgPipe, &m); err != nil {
 		fail(status, fmt.Errorf("read exec config: %w", err))
 	}
 	cfgPipe.Close()
-	if err := finish(&p, p.Args, "", false); err != nil {
+	if m.Process == nil {
+		fail(status, errors.New("exec config without a process"))
+	}
+	if err := finish(m.Process, m.Process.Args, "", false, m.Seccomp); err != nil {
 		fail(status, err)
 	}
 }

@@ -3,6 +3,7 @@ package container
 import (
 	"os"
 
+	"github.com/bocker/bocker/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -34,7 +35,8 @@ func mode(m uint32) *os.FileMode {
 }
 
 // DefaultSpec returns the runtime spec Docker would give a container:
-// its mounts, devices, capabilities, masked paths and namespaces. The
+// its mounts, devices, capabilities, seccomp profile, masked paths and
+// namespaces. The
 // caller fills in the root, the process and the resources.
 func DefaultSpec() *specs.Spec {
 	caps := append([]string(nil), DefaultCaps...)
@@ -71,7 +73,10 @@ func DefaultSpec() *specs.Spec {
 				{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.UTSNamespace},
 				{Type: specs.IPCNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.CgroupNamespace},
 			},
-			Devices:       devs,
+			Devices: devs,
+			// Docker's profile, for the capabilities above: change the
+			// bounding set and this must be recomputed.
+			Seccomp:       seccomp.DefaultFor(caps),
 			MaskedPaths:   append([]string(nil), DefaultMaskedPaths...),
 			ReadonlyPaths: append([]string(nil), DefaultReadonlyPaths...),
 			Resources: &specs.LinuxResources{
